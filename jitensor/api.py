@@ -1,0 +1,333 @@
+"""`jitensor.jit`: the decorator and its dispatcher.
+
+A call computes a signature key from its arguments (shape, dtype and strides of each array;
+the Python type of each scalar; the value of each static argument), looks the compiled Program
+up in a dict, and compiles on a miss: trace -> graph -> compile (see compiler.py). Arguments may
+be arrays, Python/numpy scalars, or tuples/lists/dicts of them (flattened as leaves).
+"""
+from __future__ import annotations
+
+import functools
+import inspect
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ArgumentError, DTypeError, JitensorError
+from .frontend.trace import Tracer
+from .graph import ops
+from .graph.ir import SUPPORTED_DTYPES, Graph
+
+log = logging.getLogger("jitensor")
+if os.environ.get("JITENSOR_LOG_COMPILES"):
+    logging.basicConfig()
+    log.setLevel(logging.INFO)
+
+_SCALARS = (bool, int, float)
+
+
+# -- argument flattening (leaves: arrays and scalars; containers: tuple, list, dict)
+
+def _flatten(x, leaves: list):
+    if isinstance(x, np.ndarray):
+        leaves.append(x)
+        return "A"
+    if isinstance(x, _SCALARS) or isinstance(x, np.generic):
+        leaves.append(x)
+        return "S"
+    if isinstance(x, (tuple, list)):
+        return (type(x).__name__, tuple(_flatten(v, leaves) for v in x))
+    if isinstance(x, dict):
+        keys = tuple(sorted(x))
+        return ("dict", keys, tuple(_flatten(x[k], leaves) for k in keys))
+    if x is None:
+        return None
+    raise ArgumentError(f"jitensor.jit cannot take an argument of type {type(x).__name__}; pass arrays, numbers, "
+                        "or tuples/lists/dicts of them, or mark the argument static (static_argnames=...)")
+
+
+def _unflatten(tree, it):
+    if tree in ("A", "S"):
+        return next(it)
+    if tree is None:
+        return None
+    if tree[0] == "dict":
+        return {k: _unflatten(t, it) for k, t in zip(tree[1], tree[2])}
+    vals = [_unflatten(t, it) for t in tree[1]]
+    return tuple(vals) if tree[0] == "tuple" else vals
+
+
+def _leaf_spec(a):
+    if type(a) is np.ndarray:
+        return (a.dtype, a.shape, a.strides)
+    if isinstance(a, np.generic):
+        return (a.dtype, (), ())
+    return type(a)
+
+
+@dataclass
+class CacheInfo:
+    hits: int = 0
+    misses: int = 0
+    disk_hits: int = 0
+    signatures: list = field(default_factory=list)
+    compile_seconds: list = field(default_factory=list)
+
+    def __str__(self):
+        return (f"CacheInfo(hits={self.hits}, misses={self.misses}, disk_hits={self.disk_hits}, "
+                f"signatures={len(self.signatures)})")
+
+
+class JitFunction:
+    def __init__(self, fun, *, static_argnums=(), static_argnames=(), cache=True):
+        functools.update_wrapper(self, fun)
+        self.fun = fun
+        self.sig = inspect.signature(fun)
+        params = list(self.sig.parameters.values())
+        if any(p.kind == p.VAR_KEYWORD for p in params):
+            raise ArgumentError("jitensor.jit does not support functions with **kwargs")
+        self._names = [p.name for p in params if p.kind != p.VAR_POSITIONAL]
+        self._varargs = any(p.kind == p.VAR_POSITIONAL for p in params)
+        nums = {static_argnums} if isinstance(static_argnums, int) else set(static_argnums)
+        names = {static_argnames} if isinstance(static_argnames, str) else set(static_argnames)
+        for n in names:
+            if n not in self.sig.parameters:
+                raise ArgumentError(f"static_argnames names '{n}', which is not a parameter of {fun.__qualname__}")
+        for i in nums:
+            if i < len(self._names):
+                names.add(self._names[i])
+        self._static = frozenset(names)
+        self._simple = not self._static and not self._varargs and all(
+            p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
+        self._nparams = len(params)
+        self.use_disk_cache = cache and not os.environ.get("JITENSOR_DISABLE_CACHE")
+        self._programs: dict = {}
+        self._compiled: dict = {}
+        self._info = CacheInfo()
+        self._lock = threading.Lock()
+        self.__wrapped__ = fun
+
+    def __repr__(self):
+        return f"<jitensor.jit {self.fun.__qualname__}>"
+
+    def __get__(self, obj, objtype=None):  # methods: bind like a function
+        return self if obj is None else functools.partial(self, obj)
+
+    # -- the hot path
+    def __call__(self, *args, **kwargs):
+        if self._simple and not kwargs and len(args) == self._nparams and all(type(a) is np.ndarray for a in args):
+            key = tuple((a.dtype, a.shape, a.strides) for a in args)
+            prog = self._programs.get(key)
+            if prog is not None:
+                self._info.hits += 1
+                return prog[1](prog[0].run(args))
+            leaves, tree, statics = list(args), ("tuple", ("A",) * len(args)), ()
+        else:
+            leaves, tree, statics = self._bind(args, kwargs)
+            key = (tree, statics, tuple(_leaf_spec(a) for a in leaves))
+            prog = self._programs.get(key)
+            if prog is not None:
+                self._info.hits += 1
+                arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in leaves]
+                return prog[1](prog[0].run(arrays))
+        return self._compile_and_run(key, leaves, tree, statics)
+
+    def _bind(self, args, kwargs):
+        try:
+            ba = self.sig.bind(*args, **kwargs)
+        except TypeError as e:
+            raise ArgumentError(f"{self.fun.__qualname__}(): {e}") from None
+        ba.apply_defaults()
+        dyn, statics = [], []
+        for name, v in ba.arguments.items():
+            if name in self._static:
+                try:
+                    hash(v)
+                except TypeError:
+                    raise ArgumentError(f"static argument '{name}' of {self.fun.__qualname__} must be hashable, got "
+                                        f"{type(v).__name__} (use a tuple instead of a list/array)") from None
+                statics.append((name, v))
+            else:
+                dyn.append(v)
+        leaves: list = []
+        try:
+            tree = ("tuple", tuple(_flatten(v, leaves) for v in dyn))
+        except ArgumentError as e:
+            raise ArgumentError(f"{self.fun.__qualname__}(): {e.msg}") from None
+        return leaves, tree, tuple(statics)
+
+    # -- the slow path: trace and compile
+    def _compile_and_run(self, key, leaves, tree, statics):
+        from .compiler import compile_graph
+        with self._lock:
+            prog = self._programs.get(key)
+            if prog is None:
+                self._info.misses += 1
+                reason = self._miss_reason(key)
+                t0 = time.perf_counter()
+                graph, layouts, finish = self._trace(leaves, tree, statics)
+                c = compile_graph(graph, layouts, name=f"{self.fun.__module__}.{self.fun.__qualname__}",
+                                  use_disk=self.use_disk_cache)
+                dt = time.perf_counter() - t0
+                if c.source == "disk":
+                    self._info.disk_hits += 1
+                self._info.signatures.append(_describe(key))
+                self._info.compile_seconds.append(dt)
+                log.info("jitensor: compiled %s for %s (%s) in %.1f ms [%s]", self.fun.__qualname__,
+                         _describe(key), reason, dt * 1e3, c.source)
+                prog = (c.program, finish)
+                self._programs[key] = prog
+                self._compiled[key] = c
+        arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in leaves]
+        return prog[1](prog[0].run(arrays))
+
+    def _miss_reason(self, key) -> str:
+        if not self._programs:
+            return "first call"
+        old = next(reversed(self._programs))
+        try:
+            a, b = _specs(old), _specs(key)
+            if len(a) != len(b):
+                return "different number of array arguments"
+            for i, (x, y) in enumerate(zip(a, b)):
+                if x != y:
+                    what = ("dtype" if x[0] != y[0] else "shape" if x[1] != y[1] else "strides (memory layout)") \
+                        if isinstance(x, tuple) and isinstance(y, tuple) else "argument kind"
+                    return f"new {what} for array argument {i}: {_fmt(y)} (before: {_fmt(x)})"
+            return "new static argument values or argument structure"
+        except Exception:
+            return "new signature"
+
+    def _trace(self, leaves, tree, statics):
+        from .frontend import numpy_api
+        from .frontend.trace import user_frame  # noqa: F401  (imported for side effects of the frontend)
+        tracers, inputs, layouts = [], [], []
+        for i, a in enumerate(leaves):
+            if isinstance(a, _SCALARS):
+                dt = np.dtype(bool) if isinstance(a, bool) else np.dtype(np.int64) if isinstance(a, int) \
+                    else np.dtype(np.float64)
+                n = ops.input_node(i, (), dt)
+                tracers.append(Tracer(n, owner=False, weak=not isinstance(a, bool)))
+                layouts.append(())
+            else:
+                arr = np.asarray(a)
+                if arr.dtype not in SUPPORTED_DTYPES:
+                    raise DTypeError(f"{self.fun.__qualname__}(): argument {i} has dtype {arr.dtype}, which jitensor "
+                                     "does not support (bool, integers, float32, float64)")
+                if any(s % arr.itemsize for s in arr.strides):
+                    raise ArgumentError(f"{self.fun.__qualname__}(): argument {i} has strides {arr.strides} that "
+                                        "are not a multiple of its item size; pass np.ascontiguousarray(x)")
+                n = ops.input_node(i, arr.shape, arr.dtype)
+                tracers.append(Tracer(n, owner=False))
+                layouts.append(tuple(s // arr.itemsize for s in arr.strides))
+            inputs.append(n)
+        dyn = _unflatten(tree, iter(tracers))
+        kwargs = dict(statics)
+        if self._varargs:
+            res = self.fun(*dyn, **kwargs)
+        else:
+            pos = [p for p in self._names if p not in self._static]
+            res = self.fun(**dict(zip(pos, dyn)), **kwargs)
+        out_leaves: list = []
+        out_tree = _out_flatten(res, out_leaves)
+        outs = []
+        for v in out_leaves:
+            if isinstance(v, Tracer):
+                outs.append(v.node)
+            else:
+                outs.append(numpy_api.node_of(v))
+        graph = Graph(tuple(inputs), tuple(outs))
+
+        def finish(arrays):
+            vals = [a[()] if a.ndim == 0 else a for a in arrays]
+            return _out_unflatten(out_tree, iter(vals))
+        return graph, layouts, finish
+
+    # -- introspection
+    def cache_info(self) -> CacheInfo:
+        return self._info
+
+    def cache_clear(self):
+        with self._lock:
+            self._programs.clear()
+            self._compiled.clear()
+
+    def lower(self, *args, **kwargs):
+        """Trace and compile for these arguments without running; returns the Compiled record."""
+        from .compiler import compile_graph
+        leaves, tree, statics = self._bind(args, kwargs)
+        graph, layouts, _ = self._trace(leaves, tree, statics)
+        return compile_graph(graph, layouts, name=self.fun.__qualname__, use_disk=False, keep_ir=True)
+
+
+def _out_flatten(x, leaves):
+    if isinstance(x, (tuple, list)):
+        return (type(x).__name__, tuple(_out_flatten(v, leaves) for v in x))
+    if isinstance(x, dict):
+        keys = tuple(x)
+        return ("dict", keys, tuple(_out_flatten(x[k], leaves) for k in keys))
+    if isinstance(x, (Tracer, np.ndarray, np.generic)) or isinstance(x, _SCALARS):
+        leaves.append(x)
+        return ("leaf", type(x).__name__ if isinstance(x, _SCALARS) else None)
+    if x is None:
+        return None
+    raise ArgumentError(f"jitted function returned a value of type {type(x).__name__}; return arrays, numbers, "
+                        "or tuples/lists/dicts of them")
+
+
+def _out_unflatten(tree, it):
+    if tree is None:
+        return None
+    if tree[0] == "leaf":
+        v = next(it)
+        if tree[1] is not None:  # a Python number the function returned unchanged
+            return {"bool": bool, "int": int, "float": float}[tree[1]](v)
+        return v
+    if tree[0] == "dict":
+        return {k: _out_unflatten(t, it) for k, t in zip(tree[1], tree[2])}
+    vals = [_out_unflatten(t, it) for t in tree[1]]
+    return tuple(vals) if tree[0] == "tuple" else vals
+
+
+def _specs(key):
+    if len(key) == 3 and isinstance(key[0], tuple) and key[0] and key[0][0] in ("tuple",):
+        return list(key[2])
+    return list(key)
+
+
+def _fmt(spec):
+    if isinstance(spec, tuple) and len(spec) == 3:
+        return f"{np.dtype(spec[0]).name}{list(spec[1])}"
+    return getattr(spec, "__name__", str(spec))
+
+
+def _describe(key) -> str:
+    return "(" + ", ".join(_fmt(s) for s in _specs(key)) + ")"
+
+
+def jit(fun=None, *, static_argnums=(), static_argnames=(), cache=True):
+    """Compile a numpy function just in time (per argument shapes/dtypes/static values).
+
+    `@jitensor.jit` or `@jitensor.jit(static_argnames=("axis",), cache=True)`.
+    """
+    if fun is None:
+        return lambda f: jit(f, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache)
+    if isinstance(fun, JitFunction):
+        return fun
+    if not callable(fun):
+        raise ArgumentError(f"jitensor.jit expects a function, got {type(fun).__name__}")
+    return JitFunction(fun, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache)
+
+
+def explain(fun, *args, what=("graph", "fused", "loop", "llvm"), **kwargs) -> str:
+    """Every stage of compiling `fun` for these arguments, as text (graph, fused groups, loop IR, LLVM IR)."""
+    jf = fun if isinstance(fun, JitFunction) else JitFunction(fun)
+    try:
+        c = jf.lower(*args, **kwargs)
+    except JitensorError:
+        raise
+    return c.dump(tuple(what))

@@ -1,0 +1,579 @@
+"""Loop IR -> LLVM IR (llvmlite.ir) -> object code for the host, loaded into an MCJIT engine.
+
+Every elementwise `Call` is emitted with numpy's semantics for its dtype: integer division by
+zero gives 0, shifts past the bit width give 0 (or -1), float->int casts of NaN/overflow give
+the x86 "integer indefinite" value as numpy does, max/min propagate NaN. Nothing relies on
+fast-math assumptions; only reductions carry `reassoc` so LLVM may vectorize them.
+
+A program is one module: one internal function per kernel (buffers as `noalias` arguments) and
+an exported `jit_entry(ptr table)` that loads the buffer pointers and calls the kernels in
+order. Compilation always goes through object code, so the disk cache can store exactly what
+runs.
+"""
+from __future__ import annotations
+
+import functools
+import threading
+
+import numpy as np
+from llvmlite import ir
+
+from ..errors import CompileError
+from ..loop import ir as L
+
+_lock = threading.Lock()
+
+
+@functools.cache
+def binding():
+    import llvmlite.binding as llvm
+    llvm.initialize_native_target()
+    llvm.initialize_native_asmprinter()
+    return llvm
+
+
+I1, I8, I32, I64 = ir.IntType(1), ir.IntType(8), ir.IntType(32), ir.IntType(64)
+F32, F64 = ir.FloatType(), ir.DoubleType()
+PTR = ir.PointerType()
+VOID = ir.VoidType()
+
+
+def ty(dt: np.dtype):
+    dt = np.dtype(dt)
+    if dt.kind == "b":
+        return I1
+    if dt.kind in "iu":
+        return ir.IntType(8 * dt.itemsize)
+    if dt == np.float32:
+        return F32
+    if dt == np.float64:
+        return F64
+    raise CompileError(f"no LLVM type for dtype {dt}")
+
+
+def mem_ty(dt: np.dtype):
+    return I8 if np.dtype(dt).kind == "b" else ty(dt)
+
+
+def _suffix(t) -> str:
+    if isinstance(t, ir.VectorType):
+        return f"v{t.count}{_suffix(t.element)}"
+    if t == F32:
+        return "f32"
+    if t == F64:
+        return "f64"
+    return f"i{t.width}"
+
+
+class FnEmitter:
+    """Emits one kernel function."""
+
+    def __init__(self, module: ir.Module, kernel: L.Kernel):
+        self.m = module
+        self.k = kernel
+        args = [PTR] * (len(kernel.buffers) + 1)
+        self.fn = ir.Function(module, ir.FunctionType(VOID, args), name=kernel.name)
+        self.fn.linkage = "internal"
+        for a in self.fn.args:
+            a.add_attribute("noalias")
+        self.ptr = {b.name: a for b, a in zip(kernel.buffers, self.fn.args[1:])}
+        self.bufdt = {b.name: b.dtype for b in kernel.buffers}
+        self.errptr = self.fn.args[0]
+        self.entry = self.fn.append_basic_block("entry")
+        self.b = ir.IRBuilder(self.entry)
+        self.vars: dict[str, ir.Value] = {}
+        self.locals: dict[str, tuple] = {}
+        self.err = self.b.alloca(I32, name="err")
+        self.b.store(ir.Constant(I32, 0), self.err)
+
+    def emit(self):
+        self.stmt(self.k.body)
+        b = self.b
+        e = b.load(self.err)
+        with b.if_then(b.icmp_unsigned("!=", e, ir.Constant(I32, 0)), likely=False):
+            b.store(e, self.errptr)
+        b.ret_void()
+        return self.fn
+
+    # -- statements
+    def stmt(self, s: L.Stmt):
+        b = self.b
+        if isinstance(s, L.Seq):
+            for x in s.body:
+                self.stmt(x)
+        elif isinstance(s, L.For):
+            if s.extent <= 0:
+                return
+            pre = b.block
+            body = self.fn.append_basic_block(f"{s.var}.body")
+            b.branch(body)
+            b.position_at_end(body)
+            iv = b.phi(I64, name=s.var)
+            iv.add_incoming(ir.Constant(I64, 0), pre)
+            saved = self.vars.get(s.var)
+            self.vars[s.var] = iv
+            self.stmt(s.body)
+            nxt = b.add(iv, ir.Constant(I64, 1), name=f"{s.var}.next", flags=("nuw", "nsw"))
+            iv.add_incoming(nxt, b.block)
+            done = self.fn.append_basic_block(f"{s.var}.exit")
+            b.cbranch(b.icmp_unsigned("<", nxt, ir.Constant(I64, s.extent)), body, done)
+            b.position_at_end(done)
+            self.vars[s.var] = saved
+        elif isinstance(s, L.Store):
+            memo = {}
+            v = self.expr(s.value, memo)
+            self.store(s.buf, self.expr(s.index, memo), v)
+        elif isinstance(s, L.Decl):
+            v = self.expr(s.init, {})
+            slot = self.locals.get(s.name)
+            if slot is None:
+                with b.goto_block(self.entry):
+                    b.position_at_start(self.entry)
+                    ptr = b.alloca(ty(s.init.dtype), name=s.name)
+                self.locals[s.name] = slot = (ptr, s.init.dtype)
+            b.store(v, slot[0])
+        elif isinstance(s, L.Assign):
+            ptr, _ = self.locals[s.name]
+            b.store(self.expr(s.value, {}), ptr)
+        elif isinstance(s, L.Check):
+            c = self.expr(s.cond, {})
+            old = b.load(self.err)
+            b.store(b.select(c, ir.Constant(I32, s.code), old), self.err)
+        else:
+            raise CompileError(f"cannot generate code for statement {s!r}")
+
+    def addr(self, buf, index):
+        return self.b.gep(self.ptr[buf], [index], inbounds=True, source_etype=mem_ty(self.bufdt[buf]))
+
+    def store(self, buf, index, v):
+        dt = self.bufdt[buf]
+        if dt.kind == "b":
+            v = self.b.zext(v, I8)
+        self.b.store(v, self.addr(buf, index), align=np.dtype(dt).itemsize)
+
+    # -- expressions
+    def expr(self, e: L.Expr, memo: dict):
+        v = memo.get(id(e))
+        if v is None:
+            v = memo[id(e)] = self._expr(e, memo)
+        return v
+
+    def _expr(self, e, memo):
+        b = self.b
+        if isinstance(e, L.Const):
+            t = ty(e.dtype)
+            if e.dtype.kind == "b":
+                return ir.Constant(I1, int(bool(e.value)))
+            if e.dtype.kind in "iu":
+                return ir.Constant(t, int(e.value) & ((1 << t.width) - 1))
+            return ir.Constant(t, float(e.value))
+        if isinstance(e, L.Var):
+            return self.vars[e.name]
+        if isinstance(e, L.LocalRef):
+            ptr, dt = self.locals[e.name]
+            return b.load(ptr, typ=ty(dt))
+        if isinstance(e, L.Load):
+            dt = self.bufdt[e.buf]
+            v = b.load(self.addr(e.buf, self.expr(e.index, memo)), typ=mem_ty(dt), align=np.dtype(dt).itemsize)
+            return b.trunc(v, I1) if dt.kind == "b" else v
+        if isinstance(e, L.Idx):
+            x, y = self.expr(e.a, memo), self.expr(e.b, memo)
+            op = e.op
+            if op == "add":
+                return b.add(x, y)
+            if op == "sub":
+                return b.sub(x, y)
+            if op == "mul":
+                return b.mul(x, y)
+            if op == "div":
+                return b.udiv(x, y)
+            if op == "mod":
+                return b.urem(x, y)
+            if op in ("min", "max"):
+                return b.select(b.icmp_signed("<" if op == "min" else ">", x, y), x, y)
+            if op in ("lt", "le", "ge", "eq"):
+                return b.icmp_signed({"lt": "<", "le": "<=", "ge": ">=", "eq": "=="}[op], x, y)
+            if op == "and":
+                return b.and_(x, y)
+            if op == "or":
+                return b.or_(x, y)
+        if isinstance(e, L.Cast):
+            return emit_cast(self, self.expr(e.x, memo), e.x.dtype, e.dtype)
+        if isinstance(e, L.Call):
+            args = [self.expr(a, memo) for a in e.args]
+            return emit_call(self, e.op, args, [a.dtype for a in e.args], e.dtype)
+        raise CompileError(f"cannot generate code for expression {e!r}")
+
+    # -- helpers for op emission
+    def intrinsic(self, name, ret, args):
+        full = f"{name}.{_suffix(args[0].type)}"
+        fn = self.m.globals.get(full)
+        if fn is None:
+            fn = ir.Function(self.m, ir.FunctionType(ret or args[0].type, [a.type for a in args]), name=full)
+        return self.b.call(fn, args)
+
+    def libm(self, name, args):
+        t = args[0].type
+        full = name + ("f" if t == F32 else "")
+        fn = self.m.globals.get(full)
+        if fn is None:
+            fn = ir.Function(self.m, ir.FunctionType(t, [t] * len(args)), name=full)
+            fn.attributes.add("nounwind")
+        return self.b.call(fn, args)
+
+
+def fconst(t, v):
+    return ir.Constant(t, v)
+
+
+def emit_cast(em: FnEmitter, v, src: np.dtype, dst: np.dtype):
+    b = em.b
+    src, dst = np.dtype(src), np.dtype(dst)
+    if src == dst:
+        return v
+    st, dt_ = ty(src), ty(dst)
+    if dst.kind == "b":
+        if src.kind == "f":
+            return b.fcmp_unordered("!=", v, fconst(st, 0.0))  # NaN is truthy
+        return b.icmp_unsigned("!=", v, ir.Constant(st, 0))
+    if src.kind == "b":
+        return b.uitofp(v, dt_) if dst.kind == "f" else b.zext(v, dt_)
+    if src.kind == "f" and dst.kind == "f":
+        return b.fptrunc(v, dt_) if dst.itemsize < src.itemsize else b.fpext(v, dt_)
+    if dst.kind == "f":
+        return b.sitofp(v, dt_) if src.kind == "i" else b.uitofp(v, dt_)
+    if src.kind == "f":
+        return _float_to_int(em, v, st, dst)
+    # int -> int
+    if dt_.width < st.width:
+        return b.trunc(v, dt_)
+    if dt_.width > st.width:
+        return b.sext(v, dt_) if src.kind == "i" else b.zext(v, dt_)
+    return v
+
+
+def _float_to_int(em, v, st, dst):
+    """numpy on x86: C casts compiled to cvtt*2si; NaN/out-of-range give INT_MIN of the 32/64-bit convert."""
+    b = em.b
+    dt_ = ty(dst)
+    if dst.kind == "u" and dst.itemsize == 8:
+        big = fconst(st, 2.0 ** 63)
+        hi = b.xor(_cvtt(em, b.fsub(v, big), st, 64), ir.Constant(I64, 1 << 63))
+        lo = _cvtt(em, v, st, 64)
+        return b.select(b.fcmp_ordered(">=", v, big), hi, lo)
+    width = 64 if dst.itemsize == 8 or (dst.kind == "u" and dst.itemsize == 4) else 32
+    r = _cvtt(em, v, st, width)
+    return b.trunc(r, dt_) if dt_.width < width else r
+
+
+def _cvtt(em, v, st, width):
+    b = em.b
+    it = ir.IntType(width)
+    lim = 2.0 ** (width - 1)
+    ok = b.and_(b.fcmp_ordered(">=", v, fconst(st, -lim)), b.fcmp_ordered("<", v, fconst(st, lim)))
+    safe = b.select(ok, v, fconst(st, 0.0))  # keep fptosi away from poison
+    return b.select(ok, b.fptosi(safe, it), ir.Constant(it, 1 << (width - 1)))
+
+
+_FCMP = {"equal": "==", "not_equal": "!=", "less": "<", "less_equal": "<=", "greater": ">", "greater_equal": ">="}
+
+
+def emit_call(em: FnEmitter, op: str, args, arg_dts, out_dt):
+    b = em.b
+    dt = np.dtype(arg_dts[0]) if arg_dts else np.dtype(out_dt)
+    if op == "where":
+        return b.select(args[0], args[1], args[2])
+    x = args[0]
+    y = args[1] if len(args) > 1 else None
+    t = x.type
+    if dt.kind == "b":
+        return _bool_op(b, op, x, y)
+    if dt.kind == "f":
+        return _float_op(em, op, x, y, args, t)
+    return _int_op(em, op, x, y, t, dt.kind == "i")
+
+
+def _bool_op(b, op, x, y):
+    if op in ("logical_and", "bitwise_and", "multiply", "minimum", "fmin", "reduce_mul"):
+        return b.and_(x, y)
+    if op in ("logical_or", "bitwise_or", "add", "maximum", "fmax", "reduce_add"):
+        return b.or_(x, y)
+    if op in ("logical_xor", "bitwise_xor", "not_equal"):
+        return b.xor(x, y)
+    if op == "equal":
+        return b.icmp_unsigned("==", x, y)
+    if op in ("logical_not", "invert"):
+        return b.not_(x)
+    if op in ("absolute", "positive", "square", "floor", "ceil", "trunc", "rint"):
+        return x
+    if op in ("less", "less_equal", "greater", "greater_equal"):
+        return b.icmp_unsigned(_FCMP[op], x, y)
+    if op in ("isnan", "isinf", "signbit"):
+        return ir.Constant(I1, 0)
+    if op == "isfinite":
+        return ir.Constant(I1, 1)
+    raise CompileError(f"op {op} on bool is not implemented in the code generator")
+
+
+def _float_op(em: FnEmitter, op, x, y, args, t):
+    b = em.b
+    zero = fconst(t, 0.0)
+    if op == "add":
+        return b.fadd(x, y)
+    if op == "subtract":
+        return b.fsub(x, y)
+    if op == "multiply":
+        return b.fmul(x, y)
+    if op == "divide":
+        return b.fdiv(x, y)
+    if op == "reduce_add":
+        return b.fadd(x, y, flags=("reassoc", "nsz", "contract"))
+    if op == "reduce_mul":
+        return b.fmul(x, y, flags=("reassoc", "nsz"))
+    if op == "fma":
+        return em.intrinsic("llvm.fma", None, list(args))
+    if op in _FCMP:
+        return (b.fcmp_unordered if op == "not_equal" else b.fcmp_ordered)(_FCMP[op], x, y)
+    if op in ("maximum", "minimum"):  # numpy: (a >= b || isnan(a)) ? a : b -- NaN from either side wins
+        c = b.fcmp_ordered(">=" if op == "maximum" else "<=", x, y)
+        return b.select(b.or_(c, b.fcmp_unordered("uno", x, x)), x, y)
+    if op == "fmax":
+        return em.intrinsic("llvm.maxnum", None, [x, y])
+    if op == "fmin":
+        return em.intrinsic("llvm.minnum", None, [x, y])
+    if op == "copysign":
+        return em.intrinsic("llvm.copysign", None, [x, y])
+    if op == "fmod":
+        return b.frem(x, y)
+    if op == "remainder":
+        mod = b.frem(x, y)
+        fix = b.and_(b.fcmp_ordered("!=", mod, zero),
+                     b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", mod, zero)))
+        r = b.select(fix, b.fadd(mod, y), mod)
+        r = b.select(b.fcmp_ordered("==", mod, zero), em.intrinsic("llvm.copysign", None, [zero, y]), r)
+        return b.select(b.fcmp_ordered("==", y, zero), mod, r)
+    if op == "floor_divide":
+        mod = b.frem(x, y)
+        div = b.fdiv(b.fsub(x, mod), y)
+        fix = b.and_(b.fcmp_ordered("!=", mod, zero),
+                     b.xor(b.fcmp_ordered("<", y, zero), b.fcmp_ordered("<", mod, zero)))
+        div = b.select(fix, b.fsub(div, fconst(t, 1.0)), div)
+        fl = em.intrinsic("llvm.floor", None, [div])
+        fl = b.select(b.fcmp_ordered(">", b.fsub(div, fl), fconst(t, 0.5)), b.fadd(fl, fconst(t, 1.0)), fl)
+        q = b.fdiv(x, y)
+        r = b.select(b.fcmp_ordered("!=", div, zero), fl, em.intrinsic("llvm.copysign", None, [zero, q]))
+        return b.select(b.fcmp_ordered("==", y, zero), q, r)
+    if op == "negative":
+        return b.fneg(x)
+    if op == "positive":
+        return x
+    if op == "absolute":
+        return em.intrinsic("llvm.fabs", None, [x])
+    if op == "sign":
+        one = fconst(t, 1.0)
+        r = b.select(b.fcmp_ordered(">", x, zero), one,
+                     b.select(b.fcmp_ordered("<", x, zero), fconst(t, -1.0), zero))
+        return b.select(b.fcmp_unordered("uno", x, x), x, r)
+    if op == "sqrt":
+        return em.intrinsic("llvm.sqrt", None, [x])
+    if op == "square":
+        return b.fmul(x, x)
+    if op == "reciprocal":
+        return b.fdiv(fconst(t, 1.0), x)
+    if op in ("floor", "ceil", "trunc", "rint"):
+        return em.intrinsic("llvm." + op, None, [x])
+    if op == "isnan":
+        return b.fcmp_unordered("uno", x, x)
+    if op == "isinf":
+        return b.fcmp_ordered("==", em.intrinsic("llvm.fabs", None, [x]), fconst(t, float("inf")))
+    if op == "isfinite":
+        return b.fcmp_ordered("<", em.intrinsic("llvm.fabs", None, [x]), fconst(t, float("inf")))
+    if op == "signbit":
+        it = ir.IntType(t.width if hasattr(t, "width") else (32 if t == F32 else 64))
+        return b.icmp_signed("<", b.bitcast(x, it), ir.Constant(it, 0))
+    if op == "logical_not":
+        return b.fcmp_ordered("==", x, zero)
+    if op == "sigmoid":
+        one = fconst(t, 1.0)
+        return b.fdiv(one, b.fadd(one, transcendental(em, "exp", [b.fneg(x)])))
+    if op in ("logical_and", "logical_or", "logical_xor"):
+        xb, yb = b.fcmp_unordered("!=", x, zero), b.fcmp_unordered("!=", y, zero)
+        return {"logical_and": b.and_, "logical_or": b.or_, "logical_xor": b.xor}[op](xb, yb)
+    return transcendental(em, op, list(args))
+
+
+_LIBM = {"exp": "exp", "exp2": "exp2", "expm1": "expm1", "log": "log", "log2": "log2", "log10": "log10",
+         "log1p": "log1p", "sin": "sin", "cos": "cos", "tan": "tan", "arcsin": "asin", "arccos": "acos",
+         "arctan": "atan", "sinh": "sinh", "cosh": "cosh", "tanh": "tanh", "arcsinh": "asinh", "arccosh": "acosh",
+         "arctanh": "atanh", "cbrt": "cbrt", "power": "pow", "arctan2": "atan2", "hypot": "hypot"}
+
+
+def transcendental(em: FnEmitter, op, args):
+    try:
+        from . import mathlib
+    except ImportError:
+        mathlib = None
+    if mathlib is not None and op in getattr(mathlib, "SUPPORTED", ()):
+        v = mathlib.emit(em.b, op, args)
+        return v
+    if op in _LIBM:
+        return em.libm(_LIBM[op], args)
+    raise CompileError(f"float op {op} is not implemented in the code generator")
+
+
+def _int_op(em: FnEmitter, op, x, y, t, signed):
+    b = em.b
+    zero, one = ir.Constant(t, 0), ir.Constant(t, 1)
+    cmp = b.icmp_signed if signed else b.icmp_unsigned
+    if op in ("add", "reduce_add"):
+        return b.add(x, y)
+    if op == "subtract":
+        return b.sub(x, y)
+    if op in ("multiply", "reduce_mul"):
+        return b.mul(x, y)
+    if op in ("equal", "not_equal", "less", "less_equal", "greater", "greater_equal"):
+        return cmp(_FCMP[op], x, y)
+    if op in ("maximum", "fmax"):
+        return b.select(cmp(">=", x, y), x, y)
+    if op in ("minimum", "fmin"):
+        return b.select(cmp("<=", x, y), x, y)
+    if op in ("bitwise_and", "logical_and"):
+        return b.and_(x, y) if op == "bitwise_and" else b.and_(b.icmp_unsigned("!=", x, zero), b.icmp_unsigned("!=", y, zero))
+    if op in ("bitwise_or", "logical_or"):
+        return b.or_(x, y) if op == "bitwise_or" else b.or_(b.icmp_unsigned("!=", x, zero), b.icmp_unsigned("!=", y, zero))
+    if op in ("bitwise_xor", "logical_xor"):
+        return b.xor(x, y) if op == "bitwise_xor" else b.xor(b.icmp_unsigned("!=", x, zero), b.icmp_unsigned("!=", y, zero))
+    if op == "logical_not":
+        return b.icmp_unsigned("==", x, zero)
+    if op == "invert":
+        return b.not_(x)
+    if op in ("floor_divide", "remainder", "fmod"):
+        bad = b.icmp_unsigned("==", y, zero)
+        if signed:  # INT_MIN / -1 overflows (UB in LLVM): numpy gives INT_MIN (and 0 for the remainder)
+            bad = b.or_(bad, b.and_(b.icmp_signed("==", y, ir.Constant(t, -1)),
+                                    b.icmp_signed("==", x, ir.Constant(t, 1 << (t.width - 1)))))
+        ys = b.select(bad, one, y)
+        if op == "floor_divide":
+            if not signed:
+                return b.select(bad, zero, b.udiv(x, ys))
+            q = b.sdiv(x, ys)
+            r = b.srem(x, ys)
+            adj = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("<", b.xor(r, ys), zero))
+            q = b.select(adj, b.sub(q, one), q)
+            minus_one = b.icmp_signed("==", y, ir.Constant(t, -1))
+            return b.select(bad, b.select(minus_one, x, zero), q)  # INT_MIN // -1 == INT_MIN
+        if not signed:
+            return b.select(bad, zero, b.urem(x, ys))
+        r = b.srem(x, ys)
+        if op == "remainder":
+            adj = b.and_(b.icmp_signed("!=", r, zero), b.icmp_signed("<", b.xor(r, ys), zero))
+            r = b.select(adj, b.add(r, ys), r)
+        return b.select(bad, zero, r)
+    if op in ("left_shift", "right_shift"):
+        width = ir.Constant(t, t.width)
+        inrange = b.icmp_unsigned("<", y, width)  # negative shift counts are huge unsigned: out of range
+        ys = b.select(inrange, y, zero)
+        if op == "left_shift":
+            return b.select(inrange, b.shl(x, ys), zero)
+        if signed:
+            return b.select(inrange, b.ashr(x, ys), b.select(b.icmp_signed("<", x, zero), ir.Constant(t, -1), zero))
+        return b.select(inrange, b.lshr(x, ys), zero)
+    if op == "power":  # square-and-multiply over the exponent's bits, branch-free
+        r, base = one, x
+        for bit in range(t.width - 1 if signed else t.width):
+            on = b.icmp_unsigned("!=", b.and_(y, ir.Constant(t, 1 << bit)), zero)
+            r = b.select(on, b.mul(r, base), r)
+            base = b.mul(base, base)
+        return b.select(cmp("<", y, zero), zero, r) if signed else r
+    if op == "negative":
+        return b.sub(zero, x)
+    if op in ("positive", "floor", "ceil", "trunc", "rint"):
+        return x
+    if op == "absolute":
+        return b.select(b.icmp_signed("<", x, zero), b.sub(zero, x), x) if signed else x
+    if op == "sign":
+        if signed:
+            return b.sub(b.zext(cmp(">", x, zero), t), b.zext(cmp("<", x, zero), t))
+        return b.zext(b.icmp_unsigned("!=", x, zero), t)
+    if op == "square":
+        return b.mul(x, x)
+    if op == "reciprocal":
+        nz = b.icmp_unsigned("!=", x, zero)
+        return b.select(nz, (b.sdiv if signed else b.udiv)(one, b.select(nz, x, one)), zero)
+    if op in ("isnan", "isinf", "signbit"):
+        return b.icmp_signed("<", x, zero) if op == "signbit" and signed else ir.Constant(I1, 0)
+    if op == "isfinite":
+        return ir.Constant(I1, 1)
+    raise CompileError(f"op {op} on {'signed' if signed else 'unsigned'} integers is not implemented in the "
+                       "code generator")
+
+
+# ---------------------------------------------------------------------------------------------
+# modules and engines
+
+
+def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
+    m = ir.Module(name=name)
+    m.triple = target.triple
+    fns = [FnEmitter(m, k).emit() for k in kernels]
+    entry = ir.Function(m, ir.FunctionType(VOID, [PTR]), name="jit_entry")
+    b = ir.IRBuilder(entry.append_basic_block("entry"))
+    table = entry.args[0]
+
+    def slot(i):
+        return b.load(b.gep(table, [ir.Constant(I64, i)], inbounds=True, source_etype=PTR), typ=PTR)
+    for k, fn in zip(kernels, fns):
+        b.call(fn, [slot(0)] + [slot(buf.slot) for buf in k.buffers])
+    b.ret_void()
+    return m
+
+
+def target_machine(target):
+    llvm = binding()
+    t = llvm.Target.from_triple(target.triple)
+    return t.create_target_machine(cpu=target.cpu, features=target.features, opt=3, reloc="pic", codemodel="default",
+                                   jit=False)
+
+
+def compile_object(module: ir.Module, target) -> tuple[bytes, str]:
+    """LLVM IR -> optimized module -> object code. Returns (object bytes, optimized IR text)."""
+    llvm = binding()
+    text = str(module)
+    with _lock:  # LLVM's global state is not ours to share across threads during compilation
+        try:
+            mod = llvm.parse_assembly(text)
+            mod.verify()
+        except RuntimeError as e:
+            raise CompileError(f"generated LLVM IR is invalid (a jitensor bug): {e}\n{text[:4000]}") from None
+        tm = target_machine(target)
+        pto = llvm.PipelineTuningOptions(speed_level=3)
+        pto.loop_vectorization = True
+        pto.slp_vectorization = True
+        pb = llvm.PassBuilder(tm, pto)
+        pb.getModulePassManager().run(mod, pb)
+        obj = tm.emit_object(mod)
+        return obj, str(mod)
+
+
+class LoadedCode:
+    """An MCJIT engine holding one program's object code; keeps it alive while callable."""
+
+    def __init__(self, obj: bytes, target):
+        llvm = binding()
+        with _lock:
+            tm = target_machine(target)  # the engine owns its TargetMachine: never share one
+            backing = llvm.parse_assembly("")
+            backing.triple = target.triple
+            self.engine = llvm.create_mcjit_compiler(backing, tm)
+            self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+            self.engine.finalize_object()
+            self.entry = self.engine.get_function_address("jit_entry")
+        if not self.entry:
+            raise CompileError("compiled object has no jit_entry symbol")
+
+
+def assembly(obj_ir_text: str, target) -> str:
+    llvm = binding()
+    with _lock:
+        mod = llvm.parse_assembly(obj_ir_text)
+        return target_machine(target).emit_assembly(mod)

@@ -1,0 +1,116 @@
+"""The pipeline from a traced graph to a runnable Program, in order:
+optimize (graph passes) -> plan fusion -> plan buffers -> lower -> schedule -> LLVM -> machine code.
+
+The disk cache sits in front of the LLVM step: its key is a canonical hash of everything that
+determines the machine code (see `cache_components`), so a new process reuses object code.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from dataclasses import dataclass, field
+
+from .graph.ir import Graph, format_graph
+from .graph.passes import optimize
+from .graph.passes.fuse import plan_fusion
+from .loop.ir import format_kernel
+from .loop.lower import lower, plan_buffers
+from .loop.schedule import default_schedule
+from .runtime.program import Program
+
+log = logging.getLogger("jitensor")
+SCHEDULE_VERSION = "default-1"
+
+
+@dataclass
+class Compiled:
+    program: Program
+    graph: Graph                      # as traced
+    optimized: Graph
+    groups: dict
+    kernels: list
+    llvm_ir: str | None = None
+    optimized_ir: str | None = None
+    key: str = ""
+    source: str = "compiled"          # compiled | disk
+    seconds: float = 0.0
+    timings: dict = field(default_factory=dict)
+
+    def dump(self, what=("graph", "fused", "loop", "llvm")) -> str:
+        parts = []
+        if "graph" in what:
+            parts += ["== traced graph", format_graph(self.graph)]
+        if "fused" in what:
+            parts += ["== optimized graph (# group = kernel index)", format_graph(self.optimized, self.groups)]
+        if "loop" in what:
+            parts += ["== loop IR"] + [format_kernel(k) for k in self.kernels]
+        if "llvm" in what and self.optimized_ir:
+            parts += ["== LLVM IR (optimized)", self.optimized_ir]
+        if "asm" in what and self.optimized_ir:
+            from .codegen.llvm import assembly
+            from .target import host
+            parts += ["== assembly", assembly(self.optimized_ir, host())]
+        return "\n".join(parts)
+
+
+def cache_components(graph: Graph, layouts, target, name: str) -> dict:
+    import llvmlite
+    from . import __version__
+    from .codegen.llvm import binding
+    return {
+        "function": name,
+        "graph": graph.fingerprint(),
+        "layouts": [list(s) for s in layouts],
+        "schedule": SCHEDULE_VERSION,
+        "jitensor": __version__,
+        "llvmlite": llvmlite.__version__,
+        "llvm": ".".join(map(str, binding().llvm_version_info)),
+        "target": target.key(),
+    }
+
+
+def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None, keep_ir=False) -> Compiled:
+    from .codegen.llvm import LoadedCode, build_module, compile_object
+    from .target import host
+    t0 = time.perf_counter()
+    target = host()
+    g = optimize(graph)
+    plan = plan_fusion(g)
+    bufs = plan_buffers(g, plan, layouts)
+    kernels = [default_schedule(k, target) for k in lower(g, plan, bufs)]
+    t1 = time.perf_counter()
+    disk = None
+    key = ""
+    comps = None
+    if use_disk:
+        from .runtime.diskcache import default_cache, key_hash
+        disk = default_cache()
+        if disk.enabled:
+            comps = cache_components(graph, layouts, target, name)
+            key = key_hash(comps)
+    code, source, ir_text, opt_ir = None, "compiled", None, None
+    if key and not keep_ir:
+        entry = disk.load(key)
+        if entry is not None:
+            try:
+                code = LoadedCode(entry.payload, target)
+                source = "disk"
+            except Exception as e:  # an entry that verifies but does not load: recompile, never fail the call
+                warnings.warn(f"jitensor: cached kernel {entry.path} could not be loaded ({e}); recompiling")
+    if code is None:
+        module = build_module(kernels, target, name=name)
+        ir_text = str(module)
+        obj, opt_ir = compile_object(module, target)
+        code = LoadedCode(obj, target)
+        if key:
+            disk.store(key, obj, {"name": name, "components": comps})
+    t2 = time.perf_counter()
+    prog = Program(code, bufs, where=where)
+    c = Compiled(prog, graph, g, plan.groups(g), kernels, ir_text, opt_ir, key, source, t2 - t0,
+                 {"passes+lower": t1 - t0, "llvm" if source == "compiled" else "disk load": t2 - t1})
+    dump = os.environ.get("JITENSOR_DUMP")
+    if dump:
+        print(c.dump(tuple(dump.split(","))))
+    return c

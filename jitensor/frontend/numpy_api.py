@@ -1,0 +1,901 @@
+"""The frontend's table: numpy ufuncs, functions and ndarray methods -> graph ops.
+
+Each entry turns Tracers, numpy arrays and Python scalars into graph nodes. Dtype rules are
+numpy's own: ufunc loops come from `ufunc.resolve_dtypes` (NumPy 2 weak-scalar promotion), and
+reduction result types from numpy on a one-element dummy, so numpy stays the spec. Adding a
+function means one entry in FUNCTIONS (and METHODS for an ndarray method) plus a test.
+"""
+from __future__ import annotations
+
+import math
+import operator
+
+import numpy as np
+
+from ..errors import ConcretizationError, DTypeError, ShapeError, UnsupportedError
+from ..graph import ops
+from ..graph.ir import SUPPORTED_DTYPES, Node
+from .trace import Tracer, user_frame
+
+# ---------------------------------------------------------------------------------------------
+# operands
+
+
+def check_dtype(dt, what="array") -> np.dtype:
+    dt = np.dtype(dt)
+    if dt not in SUPPORTED_DTYPES:
+        raise DTypeError(f"{what} of dtype {dt} is not supported (jitensor handles bool, signed and unsigned "
+                         "integers, float32 and float64)", where=user_frame())
+    return dt
+
+
+def is_literal(x) -> bool:
+    return isinstance(x, (bool, int, float)) and not isinstance(x, np.generic)
+
+
+def node_of(x) -> Node:
+    """Any operand as a node; Python scalars take numpy's default dtype (callers handle weak typing)."""
+    if isinstance(x, Tracer):
+        return x.node
+    if isinstance(x, (np.ndarray, np.generic)):
+        check_dtype(x.dtype, "constant array")
+        return ops.const(x, where=user_frame())
+    if is_literal(x):
+        return ops.const(np.asarray(x))
+    if isinstance(x, (list, tuple)):
+        if any(isinstance(v, Tracer) for v in x):
+            return stack(list(x)).node
+        a = np.asarray(x)
+        check_dtype(a.dtype, "constant")
+        return ops.const(a)
+    if isinstance(x, complex):
+        raise DTypeError("complex numbers are not supported", where=user_frame())
+    raise UnsupportedError(f"cannot use a value of type {type(x).__name__} as an array", where=user_frame())
+
+
+def wrap(node: Node, *, view_of: Tracer | None = None) -> Tracer:
+    if view_of is not None:
+        return Tracer(node, owner=False, base=view_of if view_of._owner else view_of._base)
+    return Tracer(node)
+
+
+def _dtype_token(x):
+    """What `ufunc.resolve_dtypes` expects: a dtype, or the Python type for a weak scalar."""
+    if isinstance(x, Tracer):
+        return type(_weak_value(x)) if x._weak else x.dtype
+    if is_literal(x):
+        return np.dtype(bool) if isinstance(x, bool) else type(x)
+    if isinstance(x, (np.ndarray, np.generic)):
+        return x.dtype
+    return node_of(x).dtype
+
+
+def _weak_value(t: Tracer):
+    return {"b": False, "i": 0, "u": 0, "f": 0.0}[t.dtype.kind]
+
+
+def _as_loop_operand(x, dt: np.dtype, fname: str) -> Node:
+    if is_literal(x):
+        try:
+            a = np.array(x, dtype=dt)
+        except OverflowError:
+            raise DTypeError(f"{fname}: Python integer {x} out of bounds for {dt}", where=user_frame()) from None
+        return ops.const(a)
+    return ops.cast(node_of(x), dt, where=user_frame())
+
+
+def broadcast_nodes(nodes: list[Node], what: str) -> list[Node]:
+    shape = ops.broadcast_shapes(*(n.shape for n in nodes), where=user_frame(), what=what)
+    return [ops.broadcast(n, shape, user_frame()) for n in nodes]
+
+
+# ---------------------------------------------------------------------------------------------
+# ufuncs
+
+_ALIASES = {"fabs": "absolute", "true_divide": "divide", "mod": "remainder", "float_power": "power"}
+_COMPOSITE = {}
+
+
+def _composite(name):
+    def deco(f):
+        _COMPOSITE[name] = f
+        return f
+    return deco
+
+
+def ufunc_call(ufunc, inputs, name=None) -> Tracer:
+    name = name or ufunc.__name__
+    where = user_frame()
+    tokens = tuple(_dtype_token(x) for x in inputs)
+    for t in tokens:
+        if isinstance(t, np.dtype):
+            check_dtype(t)
+        elif t is complex:
+            raise DTypeError(f"np.{name}: complex numbers are not supported", where=where)
+    try:
+        loop = ufunc.resolve_dtypes(tokens + (None,) * ufunc.nout)
+    except Exception as e:  # numpy's own verdict: no loop for these dtypes
+        raise DTypeError(f"np.{name} does not support the dtypes ({', '.join(map(str, tokens))}): {e}",
+                         where=where) from None
+    in_dts, out_dt = loop[:ufunc.nin], loop[ufunc.nin]
+    nodes = [_as_loop_operand(x, dt, name) for x, dt in zip(inputs, in_dts)]
+    nodes = broadcast_nodes(nodes, f"np.{name}")
+    op = _ALIASES.get(name, name)
+    if op in _COMPOSITE:
+        return wrap(_COMPOSITE[op](nodes, out_dt, where))
+    if op in ops.UNARY:
+        return wrap(ops.unary(op, nodes[0], out_dt, where))
+    if op in ops.BINARY:
+        return wrap(ops.binary(op, nodes[0], nodes[1], out_dt, where))
+    raise UnsupportedError(f"ufunc np.{name} is not supported by jitensor", where=where)
+
+
+def _scalar_like(n: Node, v) -> Node:
+    return ops.broadcast(ops.const(np.array(v, dtype=n.dtype)), n.shape)
+
+
+@_composite("logaddexp")
+def _logaddexp(nodes, dt, where, log2=False):
+    a, b = nodes
+    m = ops.binary("maximum", a, b, dt, where)
+    d = ops.unary("absolute", ops.binary("subtract", a, b, dt, where), dt, where)
+    nd = ops.unary("negative", d, dt, where)
+    if log2:
+        t = ops.binary("multiply", ops.unary("log1p", ops.unary("exp2", nd, dt), dt), _scalar_like(a, 1 / math.log(2)), dt)
+        same = ops.binary("add", a, _scalar_like(a, 1.0), dt)
+    else:
+        t = ops.unary("log1p", ops.unary("exp", nd, dt), dt)
+        same = ops.binary("add", a, _scalar_like(a, math.log(2)), dt)
+    # equal arguments (including two infinities) take the exact branch, as numpy does
+    return ops.where_(ops.binary("equal", a, b, np.dtype(bool)), same, ops.binary("add", m, t, dt), where)
+
+
+_composite("logaddexp2")(lambda n, dt, w: _logaddexp(n, dt, w, log2=True))
+_composite("deg2rad")(lambda n, dt, w: ops.binary("multiply", n[0], _scalar_like(n[0], math.pi / 180), dt, w))
+_composite("radians")(_COMPOSITE["deg2rad"])
+_composite("rad2deg")(lambda n, dt, w: ops.binary("multiply", n[0], _scalar_like(n[0], 180 / math.pi), dt, w))
+_composite("degrees")(_COMPOSITE["rad2deg"])
+
+
+def apply_ufunc(ufunc, method, inputs, kwargs):
+    where = user_frame()
+    if kwargs.get("out") is not None:
+        raise UnsupportedError(f"np.{ufunc.__name__}(..., out=...) is not supported: jitensor returns new arrays; "
+                               "use the return value", where=where)
+    extra = {k: v for k, v in kwargs.items() if k not in ("out",) and v is not None}
+    if method == "__call__":
+        if "dtype" in extra:
+            dt = check_dtype(extra.pop("dtype"))
+            inputs = [astype(wrap(node_of(x)), dt) if not is_literal(x) else x for x in inputs]
+        if extra:
+            raise UnsupportedError(f"np.{ufunc.__name__}: keyword arguments {sorted(extra)} are not supported",
+                                   where=where)
+        if ufunc is np.matmul:
+            return matmul(*inputs)
+        if ufunc.__name__ == "divmod":
+            return np.floor_divide(*inputs), np.remainder(*inputs)
+        if ufunc.__name__ == "clip":
+            return clip(*inputs)
+        return ufunc_call(ufunc, inputs)
+    if method == "reduce" and ufunc.__name__ in _UFUNC_REDUCE:
+        (x,) = inputs
+        return _reduction(x, _UFUNC_REDUCE[ufunc.__name__], extra.pop("axis", 0), extra.pop("keepdims", False),
+                          extra.pop("dtype", None), name=f"np.{ufunc.__name__}.reduce")
+    if method == "accumulate" and ufunc is np.add:
+        (x,) = inputs
+        return cumsum(x, axis=extra.get("axis", 0), dtype=extra.get("dtype"))
+    if method == "outer" and not extra:
+        a, b = (asarray_t(x) for x in inputs)
+        return ufunc(a.reshape(a.shape + (1,) * b.ndim), b)
+    raise UnsupportedError(f"np.{ufunc.__name__}.{method} is not supported by jitensor", where=where)
+
+
+_UFUNC_REDUCE = {"add": "sum", "multiply": "prod", "maximum": "max", "minimum": "min",
+                 "logical_and": "all", "logical_or": "any"}
+
+
+def asarray_t(x) -> Tracer:
+    return x if isinstance(x, Tracer) else wrap(node_of(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# __array_function__
+
+
+FUNCTIONS: dict = {}
+
+
+def implements(*funcs):
+    def deco(f):
+        for fn in funcs:
+            FUNCTIONS[fn] = f
+        return f
+    return deco
+
+
+def apply_function(func, args, kwargs):
+    impl = FUNCTIONS.get(func)
+    if impl is None:
+        mod = getattr(func, "__module__", "numpy") or "numpy"
+        name = mod.replace("numpy._core.", "numpy.").replace("numpy.linalg._linalg", "numpy.linalg") + "." + func.__name__
+        raise UnsupportedError(f"{name} is not supported by jitensor", where=user_frame())
+    try:
+        return impl(*args, **kwargs)
+    except TypeError as e:
+        if "argument" in str(e) and "jitensor" not in str(e):
+            raise UnsupportedError(f"np.{func.__name__}: unsupported arguments ({e})", where=user_frame()) from None
+        raise
+
+
+def norm_axis(axis, ndim, what="axis") -> int:
+    if isinstance(axis, Tracer):
+        axis._concrete("axis argument")
+    a = operator.index(axis)
+    if not -ndim <= a < ndim:
+        raise ShapeError(f"{what} {a} is out of bounds for array of dimension {ndim}", where=user_frame())
+    return a % ndim
+
+
+def norm_axes(axis, ndim) -> tuple[int, ...]:
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (tuple, list)):
+        axes = tuple(norm_axis(a, ndim) for a in axis)
+        if len(set(axes)) != len(axes):
+            raise ShapeError(f"duplicate value in 'axis': {axis}", where=user_frame())
+        return axes
+    return (norm_axis(axis, ndim),)
+
+
+# -- reductions
+
+def _reduction(x, kind, axis, keepdims, dtype, name, ddof=None):
+    x = asarray_t(x)
+    where = user_frame()
+    n = x.node
+    if n.dtype not in SUPPORTED_DTYPES:
+        check_dtype(n.dtype)
+    if kind in ("argmax", "argmin") and axis is None:
+        n = ops.reshape(n, (n.type.size,), where)
+        axes = (0,)
+    else:
+        axes = norm_axes(axis, n.ndim)
+    count = int(np.prod([n.shape[a] for a in axes], dtype=np.int64))
+    if count == 0 and kind in ("max", "min", "argmax", "argmin"):
+        raise ShapeError(f"{name}: zero-size array to reduction operation {kind} which has no identity",
+                         where=where)
+    dummy = np.zeros((1,), n.dtype)
+    if kind in ("sum", "prod"):
+        out_dt = (np.sum if kind == "sum" else np.prod)(dummy, dtype=dtype).dtype
+        check_dtype(out_dt)
+        n = ops.cast(n, out_dt, where)
+    elif kind in ("any", "all"):
+        out_dt = np.dtype(bool)
+        n = _truth(n)
+    elif kind in ("argmax", "argmin"):
+        out_dt = np.dtype(np.intp)
+    else:
+        out_dt = n.dtype
+    r = ops.reduce(n, kind, axes, out_dt, where)
+    if not keepdims and axes:
+        r = ops.reshape(r, tuple(s for d, s in enumerate(r.shape) if d not in axes), where)
+    if kind in ("argmax", "argmin") and axis is None and keepdims:
+        r = ops.reshape(r, (1,) * x.ndim, where)
+    return wrap(r)
+
+
+def _truth(n: Node) -> Node:
+    if n.dtype == np.bool_:
+        return n
+    return ops.binary("not_equal", n, _scalar_like(n, 0), np.dtype(bool))
+
+
+def _no_extra(name, **kw):
+    bad = [k for k, v in kw.items() if v is not None and v is not np._NoValue and v is not False]
+    if bad:
+        raise UnsupportedError(f"{name}: arguments {bad} are not supported", where=user_frame())
+
+
+def _mk_reduction(kind, fname):
+    def f(a, axis=None, dtype=None, out=None, keepdims=False, initial=np._NoValue, where=np._NoValue):
+        _no_extra(fname, out=out, initial=initial, where=where)
+        if kind in ("max", "min", "any", "all") and dtype is not None:
+            raise UnsupportedError(f"{fname}: dtype= is not supported", where=user_frame())
+        return _reduction(a, kind, axis, keepdims, dtype, fname)
+    return f
+
+
+implements(np.sum)(_mk_reduction("sum", "np.sum"))
+implements(np.prod)(_mk_reduction("prod", "np.prod"))
+implements(np.max, np.amax)(_mk_reduction("max", "np.max"))
+implements(np.min, np.amin)(_mk_reduction("min", "np.min"))
+implements(np.any)(_mk_reduction("any", "np.any"))
+implements(np.all)(_mk_reduction("all", "np.all"))
+
+
+@implements(np.argmax)
+def argmax(a, axis=None, out=None, *, keepdims=False):
+    _no_extra("np.argmax", out=out)
+    return _reduction(a, "argmax", axis, keepdims, None, "np.argmax")
+
+
+@implements(np.argmin)
+def argmin(a, axis=None, out=None, *, keepdims=False):
+    _no_extra("np.argmin", out=out)
+    return _reduction(a, "argmin", axis, keepdims, None, "np.argmin")
+
+
+def _mean_dtype(x: Tracer, dtype):
+    if dtype is not None:
+        return check_dtype(dtype)
+    return np.mean(np.zeros((1,), x.dtype)).dtype
+
+
+@implements(np.mean)
+def mean(a, axis=None, dtype=None, out=None, keepdims=False, *, where=np._NoValue):
+    _no_extra("np.mean", out=out, where=where)
+    x = asarray_t(a)
+    dt = _mean_dtype(x, dtype)
+    axes = norm_axes(axis, x.ndim)
+    count = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
+    s = _reduction(astype(x, dt) if x.dtype != dt else x, "sum", axis, keepdims, dt, "np.mean")
+    return np.true_divide(s, wrap(ops.const(np.array(count, dt))))
+
+
+@implements(np.var)
+def var(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=np._NoValue, mean=np._NoValue,
+        correction=np._NoValue):
+    _no_extra("np.var", out=out, where=where, mean=mean)
+    if correction is not np._NoValue:
+        ddof = correction
+    x = asarray_t(a)
+    dt = _mean_dtype(x, dtype)
+    xc = astype(x, dt) if x.dtype != dt else x
+    axes = norm_axes(axis, x.ndim)
+    count = int(np.prod([x.shape[d] for d in axes], dtype=np.int64))
+    mu = _reduction(xc, "sum", axis, True, dt, "np.var") / wrap(ops.const(np.array(count, dt)))
+    d = xc - mu
+    s = _reduction(d * d, "sum", axis, keepdims, dt, "np.var")
+    return s / wrap(ops.const(np.array(max(count - ddof, 0), dt)))
+
+
+@implements(np.std)
+def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False, *, where=np._NoValue, mean=np._NoValue,
+        correction=np._NoValue):
+    return np.sqrt(var(a, axis, dtype, out, ddof, keepdims, where=where, mean=mean, correction=correction))
+
+
+@implements(np.cumsum)
+def cumsum(a, axis=None, dtype=None, out=None):
+    _no_extra("np.cumsum", out=out)
+    x = asarray_t(a)
+    n = x.node
+    if axis is None:
+        n = ops.reshape(n, (n.type.size,))
+        ax = 0
+    else:
+        ax = norm_axis(axis, n.ndim)
+    out_dt = np.cumsum(np.zeros((1,), n.dtype), dtype=dtype).dtype
+    check_dtype(out_dt)
+    return wrap(ops.cumsum(ops.cast(n, out_dt), ax, user_frame()))
+
+
+# -- shape manipulation
+
+def _reshape_args(shape, size):
+    if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+        shape = tuple(shape[0])
+    shape = [operator.index(s) for s in shape]
+    if shape.count(-1) > 1:
+        raise ShapeError("reshape: can only specify one unknown dimension", where=user_frame())
+    if -1 in shape:
+        known = int(np.prod([s for s in shape if s != -1], dtype=np.int64))
+        if known == 0 or size % known:
+            raise ShapeError(f"reshape: cannot reshape array of size {size} into shape {tuple(shape)}",
+                             where=user_frame())
+        shape[shape.index(-1)] = size // known
+    return tuple(shape)
+
+
+@implements(np.reshape)
+def reshape(a, *shape, order="C", newshape=None, copy=None):
+    if newshape is not None:
+        shape = (newshape,)
+    if order != "C":
+        raise UnsupportedError(f"reshape(order={order!r}) is not supported; only order='C'", where=user_frame())
+    x = asarray_t(a)
+    return wrap(ops.reshape(x.node, _reshape_args(shape, x.size), user_frame()), view_of=x)
+
+
+@implements(np.ravel)
+def ravel(a, order="C"):
+    return reshape(a, -1, order=order)
+
+
+def flatten(a, order="C"):
+    return wrap(reshape(a, -1, order=order).node)
+
+
+@implements(np.transpose)
+def transpose(a, *axes):
+    x = asarray_t(a)
+    if len(axes) == 1 and (axes[0] is None or isinstance(axes[0], (tuple, list))):
+        axes = axes[0]
+    if not axes:
+        axes = tuple(reversed(range(x.ndim)))
+    if len(axes) != x.ndim:
+        raise ShapeError(f"transpose: axes {tuple(axes)} don't match array of {x.ndim} dimensions", where=user_frame())
+    perm = [norm_axis(p, x.ndim) for p in axes]
+    return wrap(ops.transpose(x.node, perm, user_frame()), view_of=x)
+
+
+@implements(np.swapaxes)
+def swapaxes(a, axis1, axis2):
+    x = asarray_t(a)
+    perm = list(range(x.ndim))
+    i, j = norm_axis(axis1, x.ndim), norm_axis(axis2, x.ndim)
+    perm[i], perm[j] = perm[j], perm[i]
+    return transpose(x, perm)
+
+
+@implements(np.moveaxis)
+def moveaxis(a, source, destination):
+    x = asarray_t(a)
+    src = norm_axes(source, x.ndim) if isinstance(source, (tuple, list)) else (norm_axis(source, x.ndim),)
+    dst = norm_axes(destination, x.ndim) if isinstance(destination, (tuple, list)) else (norm_axis(destination, x.ndim),)
+    order = [d for d in range(x.ndim) if d not in src]
+    for d, s in sorted(zip(dst, src)):
+        order.insert(d, s)
+    return transpose(x, order)
+
+
+@implements(np.expand_dims)
+def expand_dims(a, axis):
+    x = asarray_t(a)
+    axes = axis if isinstance(axis, (tuple, list)) else (axis,)
+    nd = x.ndim + len(axes)
+    axes = sorted(norm_axis(ax, nd) for ax in axes)
+    shape = list(x.shape)
+    for ax in axes:
+        shape.insert(ax, 1)
+    return reshape(x, shape)
+
+
+@implements(np.squeeze)
+def squeeze(a, axis=None):
+    x = asarray_t(a)
+    if axis is None:
+        axes = [d for d, s in enumerate(x.shape) if s == 1]
+    else:
+        axes = norm_axes(axis, x.ndim)
+        for d in axes:
+            if x.shape[d] != 1:
+                raise ShapeError(f"squeeze: cannot select an axis to squeeze out which has size not equal to one "
+                                 f"(axis {d} of shape {x.shape})", where=user_frame())
+    return reshape(x, tuple(s for d, s in enumerate(x.shape) if d not in axes))
+
+
+@implements(np.broadcast_to)
+def broadcast_to(array, shape, subok=False):
+    x = asarray_t(array)
+    shape = (shape,) if isinstance(shape, int) else tuple(shape)
+    return wrap(ops.broadcast(x.node, shape, user_frame()), view_of=x)
+
+
+@implements(np.broadcast_arrays)
+def broadcast_arrays(*args, subok=False):
+    xs = [asarray_t(a) for a in args]
+    shape = ops.broadcast_shapes(*(x.shape for x in xs), where=user_frame(), what="np.broadcast_arrays")
+    return tuple(broadcast_to(x, shape) for x in xs)
+
+
+@implements(np.atleast_1d)
+def atleast_1d(*arys):
+    r = [asarray_t(a) if asarray_t(a).ndim >= 1 else reshape(a, (1,)) for a in arys]
+    return r[0] if len(r) == 1 else r
+
+
+@implements(np.atleast_2d)
+def atleast_2d(*arys):
+    r = []
+    for a in arys:
+        x = asarray_t(a)
+        r.append(x if x.ndim >= 2 else reshape(x, (1,) * (2 - x.ndim) + x.shape))
+    return r[0] if len(r) == 1 else r
+
+
+def _concat_dtype(xs, dtype=None):
+    if dtype is not None:
+        return check_dtype(dtype)
+    return np.result_type(*[x.dtype for x in xs])
+
+
+@implements(np.concatenate)
+def concatenate(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    _no_extra("np.concatenate", out=out)
+    xs = [asarray_t(a) for a in arrays]
+    if not xs:
+        raise ShapeError("need at least one array to concatenate", where=user_frame())
+    if axis is None:
+        xs = [ravel(x) for x in xs]
+        axis = 0
+    if any(x.ndim == 0 for x in xs):
+        raise ShapeError("zero-dimensional arrays cannot be concatenated", where=user_frame())
+    if len({x.ndim for x in xs}) > 1:
+        raise ShapeError("concatenate: all the input arrays must have same number of dimensions, got shapes "
+                         + ", ".join(str(x.shape) for x in xs), where=user_frame())
+    ax = norm_axis(axis, xs[0].ndim)
+    dt = _concat_dtype(xs, dtype)
+    nodes = [ops.cast(x.node, dt) for x in xs]
+    return wrap(ops.concat(nodes, ax, user_frame()))
+
+
+@implements(np.stack)
+def stack(arrays, axis=0, out=None, dtype=None, casting="same_kind"):
+    _no_extra("np.stack", out=out)
+    xs = [asarray_t(a) for a in arrays]
+    if not xs:
+        raise ShapeError("need at least one array to stack", where=user_frame())
+    if len({x.shape for x in xs}) > 1:
+        raise ShapeError("all input arrays must have the same shape, got " + ", ".join(str(x.shape) for x in xs),
+                         where=user_frame())
+    ax = norm_axis(axis, xs[0].ndim + 1)
+    return concatenate([expand_dims(x, ax) for x in xs], axis=ax, dtype=dtype)
+
+
+@implements(np.hstack)
+def hstack(tup, *, dtype=None, casting="same_kind"):
+    xs = atleast_1d(*tup)
+    xs = xs if isinstance(xs, list) else [xs]
+    return concatenate(xs, axis=0 if xs[0].ndim == 1 else 1, dtype=dtype)
+
+
+@implements(np.vstack)
+def vstack(tup, *, dtype=None, casting="same_kind"):
+    xs = atleast_2d(*tup)
+    xs = xs if isinstance(xs, list) else [xs]
+    return concatenate(xs, axis=0, dtype=dtype)
+
+
+@implements(np.flip)
+def flip(m, axis=None):
+    x = asarray_t(m)
+    axes = norm_axes(axis, x.ndim)
+    key = tuple(slice(None, None, -1) if d in axes else slice(None) for d in range(x.ndim))
+    return x[key]
+
+
+# -- elementwise functions that are not ufuncs
+
+@implements(np.where)
+def where_(condition, x=None, y=None):
+    if x is None and y is None:
+        raise ConcretizationError("np.where(condition) with one argument returns indices whose number depends on "
+                                  "the data; jitensor needs static shapes. Use np.where(condition, x, y).",
+                                  where=user_frame())
+    if x is None or y is None:
+        raise UnsupportedError("np.where: either both or neither of x and y should be given", where=user_frame())
+    tokens = [(_weak_value(v) if v._weak else v.dtype) if isinstance(v, Tracer) else
+              (v if is_literal(v) else node_of(v).dtype) for v in (x, y)]
+    dt = check_dtype(np.result_type(*tokens))
+    c = _truth(node_of(condition))
+    nodes = broadcast_nodes([c, _as_loop_operand(x, dt, "where"), _as_loop_operand(y, dt, "where")], "np.where")
+    return wrap(ops.where_(*nodes, where=user_frame()))
+
+
+@implements(np.clip)
+def clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue, max=np._NoValue, **kw):
+    _no_extra("np.clip", out=out)
+    lo = a_min if a_min is not np._NoValue else (min if min is not np._NoValue else None)
+    hi = a_max if a_max is not np._NoValue else (max if max is not np._NoValue else None)
+    r = a
+    if lo is not None:
+        r = np.maximum(r, lo)
+    if hi is not None:
+        r = np.minimum(r, hi)
+    return r if isinstance(r, Tracer) else asarray_t(r)
+
+
+@implements(np.round, np.around)
+def round_(a, decimals=0, out=None):
+    _no_extra("np.round", out=out)
+    x = asarray_t(a)
+    if x.dtype.kind in "biu":
+        if decimals >= 0:
+            return copy(x)
+        f = 10 ** (-decimals)
+        return (np.floor_divide(x + f // 2, f)) * f  # numpy rounds half to even; ints rarely use this path
+    if decimals == 0:
+        return np.rint(x)
+    f = 10.0 ** decimals
+    return np.rint(x * f) / f if decimals > 0 else np.rint(x / (10.0 ** -decimals)) * (10.0 ** -decimals)
+
+
+@implements(np.nan_to_num)
+def nan_to_num(x, copy=True, nan=0.0, posinf=None, neginf=None):
+    x = asarray_t(x)
+    if x.dtype.kind != "f":
+        return wrap(x.node)
+    fi = np.finfo(x.dtype)
+    r = np.where(np.isnan(x), nan, x)
+    r = np.where(r == np.inf, fi.max if posinf is None else posinf, r)
+    return np.where(r == -np.inf, fi.min if neginf is None else neginf, r)
+
+
+@implements(np.isclose)
+def isclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    a, b = asarray_t(a), asarray_t(b)
+    fin = np.isfinite(a) & np.isfinite(b)
+    close = np.abs(a - b) <= atol + rtol * np.abs(b)
+    r = np.where(fin, close, a == b)
+    if equal_nan:
+        r = r | (np.isnan(a) & np.isnan(b))
+    return r
+
+
+@implements(np.allclose)
+def allclose(a, b, rtol=1e-05, atol=1e-08, equal_nan=False):
+    return np.all(isclose(a, b, rtol, atol, equal_nan))
+
+
+@implements(np.copy)
+def copy(a, order="K", subok=False):
+    return wrap(asarray_t(a).node)
+
+
+def _like(a, dtype, fill, shape=None):
+    x = asarray_t(a)
+    dt = check_dtype(dtype) if dtype is not None else x.dtype
+    shape = x.shape if shape is None else ((shape,) if isinstance(shape, int) else tuple(shape))
+    if isinstance(fill, Tracer):
+        return wrap(ops.broadcast(ops.cast(fill.node, dt), shape))
+    return wrap(ops.broadcast(ops.const(np.array(fill).astype(dt)), shape))
+
+
+@implements(np.zeros_like)
+def zeros_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    return _like(a, dtype, 0, shape)
+
+
+@implements(np.empty_like)
+def empty_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    return _like(a, dtype, 0, shape)
+
+
+@implements(np.ones_like)
+def ones_like(a, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    return _like(a, dtype, 1, shape)
+
+
+@implements(np.full_like)
+def full_like(a, fill_value, dtype=None, order="K", subok=True, shape=None, *, device=None):
+    x = asarray_t(a)
+    if dtype is None and isinstance(fill_value, Tracer):
+        dtype = x.dtype
+    return _like(x, dtype, fill_value, shape)
+
+
+def astype(a, dtype, order="K", casting="unsafe", subok=True, copy=True):
+    x = asarray_t(a)
+    dt = check_dtype(dtype, "astype target")
+    return wrap(ops.cast(x.node, dt, user_frame()))
+
+
+@implements(np.diff)
+def diff(a, n=1, axis=-1, prepend=np._NoValue, append=np._NoValue):
+    _no_extra("np.diff", prepend=prepend, append=append)
+    x = asarray_t(a)
+    ax = norm_axis(axis, x.ndim)
+    for _ in range(n):
+        hi = tuple(slice(1, None) if d == ax else slice(None) for d in range(x.ndim))
+        lo = tuple(slice(None, -1) if d == ax else slice(None) for d in range(x.ndim))
+        x = np.not_equal(x[hi], x[lo]) if x.dtype == np.bool_ else x[hi] - x[lo]
+    return x
+
+
+@implements(np.tril, np.triu)
+def _tri(m, k=0):
+    raise UnsupportedError("np.tril/np.triu are not supported yet; use np.where with a constant mask",
+                           where=user_frame())
+
+
+# -- contractions
+
+@implements(np.matmul)
+def matmul(a, b, **kw):
+    where = user_frame()
+    x, y = asarray_t(a), asarray_t(b)
+    if x.ndim == 0 or y.ndim == 0:
+        raise ShapeError("matmul: input operand does not have enough dimensions (scalars are not allowed; use *)",
+                         where=where)
+    try:
+        in_dts = np.matmul.resolve_dtypes((x.dtype, y.dtype, None))
+    except Exception as e:
+        raise DTypeError(f"np.matmul does not support dtypes ({x.dtype}, {y.dtype}): {e}", where=where) from None
+    dt = in_dts[2]
+    xn, yn = ops.cast(x.node, dt), ops.cast(y.node, dt)
+    boolean = dt == np.bool_
+    if boolean:  # numpy's bool matmul is an OR of ANDs
+        xn, yn = ops.cast(xn, np.int64), ops.cast(yn, np.int64)
+    xv, yv = xn.ndim == 1, yn.ndim == 1
+    if xv:
+        xn = ops.reshape(xn, (1,) + xn.shape)
+    if yv:
+        yn = ops.reshape(yn, yn.shape + (1,))
+    if xn.shape[-1] != yn.shape[-2]:
+        raise ShapeError(f"matmul: Input operand 1 has a mismatch in its core dimension 0 (size {yn.shape[-2]} is "
+                         f"different from {xn.shape[-1]}): shapes {x.shape} @ {y.shape}", where=where)
+    batch = ops.broadcast_shapes(xn.shape[:-2], yn.shape[:-2], where=where, what="matmul batch dims")
+    xn = ops.broadcast(xn, batch + xn.shape[-2:])
+    yn = ops.broadcast(yn, batch + yn.shape[-2:])
+    r = ops.matmul(xn, yn, where)
+    shape = r.shape
+    if xv:
+        shape = shape[:-2] + shape[-1:]
+    if yv:
+        shape = shape[:-1]
+    r = ops.reshape(r, shape)
+    if boolean:
+        r = ops.binary("not_equal", r, _scalar_like(r, 0), np.dtype(bool))
+    return wrap(r)
+
+
+@implements(np.dot)
+def dot(a, b, out=None):
+    _no_extra("np.dot", out=out)
+    x, y = asarray_t(a), asarray_t(b)
+    if x.ndim == 0 or y.ndim == 0:
+        return np.multiply(x, y)
+    if y.ndim <= 2:
+        return matmul(x, y)
+    return tensordot(x, y, axes=([x.ndim - 1], [y.ndim - 2]))
+
+
+@implements(np.vdot)
+def vdot(a, b):
+    return dot(ravel(a), ravel(b))
+
+
+@implements(np.inner)
+def inner(a, b):
+    x, y = asarray_t(a), asarray_t(b)
+    if x.ndim == 0 or y.ndim == 0:
+        return np.multiply(x, y)
+    return tensordot(x, y, axes=([x.ndim - 1], [y.ndim - 1]))
+
+
+@implements(np.outer)
+def outer(a, b, out=None):
+    _no_extra("np.outer", out=out)
+    return np.multiply(reshape(ravel(a), (-1, 1)), ravel(b))
+
+
+@implements(np.tensordot)
+def tensordot(a, b, axes=2):
+    x, y = asarray_t(a), asarray_t(b)
+    if isinstance(axes, int):
+        ax_a, ax_b = list(range(x.ndim - axes, x.ndim)), list(range(axes))
+    else:
+        ax_a, ax_b = axes
+        ax_a = [ax_a] if isinstance(ax_a, int) else list(ax_a)
+        ax_b = [ax_b] if isinstance(ax_b, int) else list(ax_b)
+    ax_a = [norm_axis(d, x.ndim) for d in ax_a]
+    ax_b = [norm_axis(d, y.ndim) for d in ax_b]
+    if len(ax_a) != len(ax_b) or any(x.shape[i] != y.shape[j] for i, j in zip(ax_a, ax_b)):
+        raise ShapeError(f"tensordot: shape-mismatch for sum ({x.shape}, {y.shape}, axes={axes})", where=user_frame())
+    free_a = [d for d in range(x.ndim) if d not in ax_a]
+    free_b = [d for d in range(y.ndim) if d not in ax_b]
+    k = int(np.prod([x.shape[d] for d in ax_a], dtype=np.int64))
+    xa = reshape(transpose(x, free_a + ax_a), (-1, k))
+    yb = reshape(transpose(y, ax_b + free_b), (k, -1))
+    return reshape(matmul(xa, yb), [x.shape[d] for d in free_a] + [y.shape[d] for d in free_b])
+
+
+@implements(np.einsum)
+def einsum(subscripts, *operands, out=None, optimize=False, dtype=None, order="K", casting="safe"):
+    _no_extra("np.einsum", out=out, dtype=dtype)
+    from .einsum import einsum as _einsum
+    return _einsum(subscripts, [asarray_t(o) for o in operands])
+
+
+@implements(np.linalg.norm)
+def norm(x, ord=None, axis=None, keepdims=False):
+    t = asarray_t(x)
+    if t.dtype.kind != "f":
+        t = astype(t, np.float64)
+    if axis is None and ord is None:
+        r = np.sqrt(np.sum(t * t))
+        return reshape(r, (1,) * t.ndim) if keepdims else r
+    if axis is None:
+        axis = tuple(range(t.ndim)) if t.ndim == 2 else 0
+        if t.ndim > 2:
+            raise ShapeError("norm: improper number of dimensions to norm", where=user_frame())
+    if isinstance(axis, int) or (isinstance(axis, tuple) and len(axis) == 1):
+        ax = axis if isinstance(axis, int) else axis[0]
+        a = np.abs(t)
+        if ord is None or ord == 2:
+            return np.sqrt(np.sum(t * t, axis=ax, keepdims=keepdims))
+        if ord == np.inf:
+            return np.max(a, axis=ax, keepdims=keepdims)
+        if ord == -np.inf:
+            return np.min(a, axis=ax, keepdims=keepdims)
+        if ord == 1:
+            return np.sum(a, axis=ax, keepdims=keepdims)
+        if ord == 0:
+            return np.sum((t != 0).astype(t.dtype), axis=ax, keepdims=keepdims)
+        if isinstance(ord, (int, float)):
+            return np.sum(a ** ord, axis=ax, keepdims=keepdims) ** (1.0 / ord)
+    elif isinstance(axis, tuple) and len(axis) == 2:
+        r0, r1 = (norm_axis(d, t.ndim) for d in axis)
+        a = np.abs(t)
+        if ord in (None, "fro"):
+            return np.sqrt(np.sum(t * t, axis=axis, keepdims=keepdims))
+        if ord in (1, -1, np.inf, -np.inf):
+            sum_ax, red_ax = (r0, r1) if ord in (1, -1) else (r1, r0)
+            s = np.sum(a, axis=sum_ax, keepdims=True)
+            red = np.max if ord in (1, np.inf) else np.min
+            r = red(s, axis=red_ax, keepdims=True)
+            return r if keepdims else squeeze(r, axis=(r0, r1))
+    raise UnsupportedError(f"np.linalg.norm(ord={ord!r}, axis={axis!r}) is not supported", where=user_frame())
+
+
+@implements(np.take)
+def take(a, indices, axis=None, out=None, mode="raise"):
+    _no_extra("np.take", out=out)
+    if mode != "raise":
+        raise UnsupportedError(f"np.take(mode={mode!r}) is not supported", where=user_frame())
+    x = asarray_t(a)
+    if axis is None:
+        x, axis = ravel(x), 0
+    from .indexing import take_along
+    return take_along(x, indices, norm_axis(axis, x.ndim))
+
+
+@implements(np.take_along_axis)
+def take_along_axis(arr, indices, axis):
+    x, idx = asarray_t(arr), asarray_t(indices)
+    if axis is None:
+        x, axis = ravel(x), 0
+    ax = norm_axis(axis, x.ndim)
+    if idx.ndim != x.ndim:
+        raise ShapeError("take_along_axis: indices and arr must have the same number of dimensions",
+                         where=user_frame())
+    # flatten (other dims, axis) into one gather over a merged index
+    shape = ops.broadcast_shapes(tuple(1 if d == ax else s for d, s in enumerate(x.shape)),
+                                 tuple(1 if d == ax else s for d, s in enumerate(idx.shape)), where=user_frame())
+    out_shape = tuple(idx.shape[d] if d == ax else shape[d] for d in range(x.ndim))
+    n = x.shape[ax]
+    idx = np.where(idx < 0, idx + n, idx) if idx.dtype.kind == "i" else idx
+    idx = broadcast_to(astype(idx, np.int64), out_shape)
+    strides = np.cumprod((1,) + tuple(reversed(x.shape[1:])))[::-1]
+    flat = None
+    for d in range(x.ndim):
+        if d == ax:
+            term = idx * int(strides[d])
+        else:
+            r = [1] * x.ndim
+            r[d] = out_shape[d]
+            term = wrap(ops.const(np.arange(out_shape[d], dtype=np.int64).reshape(r) * int(strides[d])))
+        flat = term if flat is None else flat + term
+    # negative indices were wrapped above; out-of-range values are caught by gather's check
+    from .indexing import take_along
+    return take_along(ravel(x), flat, 0, wrap_negative=False)
+
+
+# ---------------------------------------------------------------------------------------------
+# ndarray methods (Tracer.__getattr__ looks here)
+
+def _method_reduce(fn):
+    return lambda self, axis=None, *a, **k: fn(self, axis, *a, **k)
+
+
+METHODS = {
+    "sum": _method_reduce(FUNCTIONS[np.sum]), "prod": _method_reduce(FUNCTIONS[np.prod]),
+    "max": _method_reduce(FUNCTIONS[np.max]), "min": _method_reduce(FUNCTIONS[np.min]),
+    "any": _method_reduce(FUNCTIONS[np.any]), "all": _method_reduce(FUNCTIONS[np.all]),
+    "mean": _method_reduce(mean), "var": _method_reduce(var), "std": _method_reduce(std),
+    "argmax": argmax, "argmin": argmin, "cumsum": cumsum,
+    "reshape": reshape, "ravel": ravel, "flatten": flatten, "transpose": transpose, "swapaxes": swapaxes,
+    "squeeze": squeeze, "astype": astype, "copy": copy, "clip": clip, "round": round_, "dot": dot,
+    "take": take,
+}

@@ -1,0 +1,205 @@
+"""Tracing unmodified numpy code: a `Tracer` stands in for each array argument.
+
+numpy hands every ufunc call (`__array_ufunc__`) and most API functions (`__array_function__`)
+to the Tracer, which records graph nodes instead of computing. Operators and ndarray methods
+route through the same tables in `numpy_api.py`. Anything that needs a concrete value (`if`,
+`bool()`, `int()`, `np.asarray`) raises `ConcretizationError` with the user's source line.
+
+Writes (`out[1:-1] = ...`, `x += 1`) are functional updates: the Tracer is a mutable handle whose
+node is replaced. Only arrays the function itself created may be written; views remember the
+version of their base so that reading a view after its base was written raises instead of
+silently returning stale data.
+"""
+from __future__ import annotations
+
+import linecache
+import os
+import sys
+
+import numpy as np
+
+from ..errors import ConcretizationError, TracingError, UnsupportedError
+from ..graph.ir import Node
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
+
+
+def user_frame() -> str | None:
+    """'file.py:12: y = x + b' for the innermost frame outside jitensor and numpy."""
+    f = sys._getframe(1)
+    while f is not None:
+        fn = os.path.abspath(f.f_code.co_filename)
+        if not fn.startswith(_PKG_DIR) and not fn.startswith(_NUMPY_DIR) and "<__array_function__" not in fn:
+            line = linecache.getline(fn, f.f_lineno).strip()
+            return f"{f.f_code.co_filename}:{f.f_lineno}" + (f": {line}" if line else "")
+        f = f.f_back
+    return None
+
+
+class Tracer:
+    """A traced array: a handle on a graph node, with ndarray's interface."""
+    __array_priority__ = 1000
+    __slots__ = ("_node", "_owner", "_base", "_base_version", "_version", "_weak", "__weakref__")
+
+    def __init__(self, node: Node, *, owner: bool = True, base: "Tracer | None" = None, weak: bool = False):
+        self._node = node
+        self._owner = owner          # the function created this array (it may be written)
+        self._base = base            # for views: the array this one views
+        self._base_version = base._version if base is not None else 0
+        self._version = 0
+        self._weak = weak            # a Python scalar argument: weakly typed, like a literal
+
+    # -- node access with the staleness check
+    @property
+    def node(self) -> Node:
+        b = self._base
+        if b is not None and b._version != self._base_version:
+            raise TracingError("this array is a view of an array that was modified after the view was taken; "
+                               "jitensor traces writes functionally, so take the view after the write "
+                               "(or .copy() it before)", where=user_frame())
+        return self._node
+
+    def _assign(self, node: Node, what: str):
+        if not self._owner:
+            why = ("it is an input argument (jitensor never modifies inputs)" if self._node.op == "input"
+                   else "it is a view of another array")
+            raise UnsupportedError(f"{what}: cannot write into this array because {why}; "
+                                   "write into a copy instead (`out = x.copy(); out[...] = ...`)", where=user_frame())
+        self._node = node
+        self._version += 1
+
+    # -- static metadata
+    shape = property(lambda self: self.node.shape)
+    dtype = property(lambda self: self.node.dtype)
+    ndim = property(lambda self: self.node.ndim)
+    size = property(lambda self: self.node.type.size)
+    itemsize = property(lambda self: self.node.dtype.itemsize)
+    nbytes = property(lambda self: self.node.type.size * self.node.dtype.itemsize)
+
+    def __len__(self):
+        if not self.shape:
+            raise TypeError("len() of unsized object")
+        return self.shape[0]
+
+    def __repr__(self):
+        return f"Tracer({self._node.type})"
+
+    # -- concretization: Python needs a value the trace does not have
+    def _concrete(self, what):
+        raise ConcretizationError(
+            f"{what} of a traced array ({self._node.type}): its value is not known while jitensor traces the "
+            "function. Python control flow cannot depend on array data. Use np.where(cond, a, b) for a "
+            "data-dependent choice, or mark the argument static with "
+            "@jitensor.jit(static_argnames=(...)) if it is a configuration value.", where=user_frame())
+
+    def __bool__(self):
+        self._concrete("bool()")
+
+    def __int__(self):
+        self._concrete("int()")
+
+    def __float__(self):
+        self._concrete("float()")
+
+    def __index__(self):
+        self._concrete("using as an index (__index__)")
+
+    def __complex__(self):
+        self._concrete("complex()")
+
+    def __array__(self, dtype=None, copy=None):
+        self._concrete("converting to a numpy array (np.asarray / np.array)")
+
+    def item(self, *a):
+        self._concrete(".item()")
+
+    def tolist(self):
+        self._concrete(".tolist()")
+
+    def __iter__(self):
+        if not self.shape:
+            raise TypeError("iteration over a 0-d array")
+        return (self[i] for i in range(self.shape[0]))
+
+    __hash__ = None  # like ndarray: arrays are not hashable (and not usable as static args)
+
+    # -- numpy protocols
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        from . import numpy_api
+        return numpy_api.apply_ufunc(ufunc, method, inputs, kwargs)
+
+    def __array_function__(self, func, types, args, kwargs):
+        from . import numpy_api
+        return numpy_api.apply_function(func, args, kwargs)
+
+    def __getattr__(self, name):
+        from . import numpy_api
+        m = numpy_api.METHODS.get(name)
+        if m is None:
+            raise UnsupportedError(f"ndarray attribute or method '.{name}' is not supported by jitensor",
+                                   where=user_frame())
+        return lambda *a, **k: m(self, *a, **k)
+
+    @property
+    def T(self):
+        from . import numpy_api
+        return numpy_api.transpose(self)
+
+    @property
+    def mT(self):
+        from . import numpy_api
+        return numpy_api.swapaxes(self, -1, -2)
+
+    @property
+    def flat(self):
+        self._concrete(".flat")
+
+    def __getitem__(self, key):
+        from . import indexing
+        return indexing.getitem(self, key)
+
+    def __setitem__(self, key, value):
+        from . import indexing
+        indexing.setitem(self, key, value)
+
+
+def _op(ufunc_name, reflected=False):
+    uf = getattr(np, ufunc_name)
+    if reflected:
+        return lambda self, other: uf(other, self)
+    return lambda self, other: uf(self, other)
+
+
+def _iop(ufunc_name):
+    uf = getattr(np, ufunc_name)
+
+    def f(self, other):
+        from . import numpy_api
+        res = uf(self, other)
+        if res.dtype != self.dtype:  # numpy: in-place ops cast back with same_kind rules
+            if not np.can_cast(res.dtype, self.dtype, "same_kind"):
+                raise TypeError(f"Cannot cast ufunc '{ufunc_name}' output from {res.dtype!r} to {self.dtype!r} "
+                                "with casting rule 'same_kind'")
+            res = numpy_api.astype(res, self.dtype)
+        self._assign(res.node, f"in-place {ufunc_name}")
+        return self
+    return f
+
+
+for _name, _uf in [("add", "add"), ("sub", "subtract"), ("mul", "multiply"), ("truediv", "divide"),
+                   ("floordiv", "floor_divide"), ("mod", "remainder"), ("pow", "power"), ("matmul", "matmul"),
+                   ("and", "bitwise_and"), ("or", "bitwise_or"), ("xor", "bitwise_xor"),
+                   ("lshift", "left_shift"), ("rshift", "right_shift")]:
+    setattr(Tracer, f"__{_name}__", _op(_uf))
+    setattr(Tracer, f"__r{_name}__", _op(_uf, reflected=True))
+    setattr(Tracer, f"__i{_name}__", _iop(_uf))
+for _name, _uf in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"), ("ge", "greater_equal"),
+                   ("eq", "equal"), ("ne", "not_equal")]:
+    setattr(Tracer, f"__{_name}__", _op(_uf))
+Tracer.__neg__ = lambda self: np.negative(self)
+Tracer.__pos__ = lambda self: np.positive(self)
+Tracer.__abs__ = lambda self: np.absolute(self)
+Tracer.__invert__ = lambda self: np.invert(self)
+Tracer.__divmod__ = lambda self, o: (np.floor_divide(self, o), np.remainder(self, o))
+Tracer.__rdivmod__ = lambda self, o: (np.floor_divide(o, self), np.remainder(o, self))

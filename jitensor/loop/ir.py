@@ -1,0 +1,250 @@
+"""Loop-level tensor IR: buffers, loop nests and scalar expressions.
+
+Buffers are flat arrays indexed by element offsets (strides are folded into index
+expressions at lowering time). Expressions carry numpy dtypes; `Call` applies an elementwise
+op with numpy's semantics for its dtype (the code generator knows them), while `Idx` ops are
+plain int64 index arithmetic on non-negative values.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+I64 = np.dtype(np.int64)
+BOOL = np.dtype(bool)
+
+
+class Expr:
+    dtype: np.dtype
+
+
+@dataclass(frozen=True)
+class Const(Expr):
+    value: object
+    dtype: np.dtype
+
+    def __str__(self):
+        return repr(self.value.item() if hasattr(self.value, "item") else self.value)
+
+
+@dataclass(frozen=True)
+class Var(Expr):
+    name: str
+    dtype: np.dtype = I64
+
+    def __str__(self):
+        return self.name
+
+
+@dataclass(frozen=True)
+class Load(Expr):
+    buf: str
+    index: Expr
+    dtype: np.dtype
+
+    def __str__(self):
+        return f"{self.buf}[{self.index}]"
+
+
+@dataclass(frozen=True)
+class Idx(Expr):
+    """int64 index arithmetic: add, sub, mul, div, mod (operands >= 0), min, max, lt, le, ge, eq, and, or."""
+    op: str
+    a: Expr
+    b: Expr
+
+    @property
+    def dtype(self):
+        return BOOL if self.op in ("lt", "le", "ge", "eq", "and", "or") else I64
+
+    def __str__(self):
+        sym = {"add": "+", "sub": "-", "mul": "*", "div": "//", "mod": "%", "lt": "<", "le": "<=", "ge": ">=",
+               "eq": "==", "and": "&&", "or": "||"}.get(self.op)
+        return f"({self.a} {sym} {self.b})" if sym else f"{self.op}({self.a}, {self.b})"
+
+
+@dataclass(frozen=True)
+class Call(Expr):
+    """An elementwise op (numpy ufunc name, or 'where') with numpy semantics for `dtype`."""
+    op: str
+    args: tuple[Expr, ...]
+    dtype: np.dtype
+
+    def __str__(self):
+        return f"{self.op}({', '.join(map(str, self.args))})"
+
+
+@dataclass(frozen=True)
+class Cast(Expr):
+    x: Expr
+    dtype: np.dtype
+
+    def __str__(self):
+        return f"{self.dtype.name}({self.x})"
+
+
+@dataclass(frozen=True)
+class LocalRef(Expr):
+    name: str
+    dtype: np.dtype
+
+    def __str__(self):
+        return self.name
+
+
+class Stmt:
+    pass
+
+
+@dataclass(frozen=True)
+class For(Stmt):
+    var: str
+    extent: int
+    body: Stmt
+    kind: str = "serial"  # serial | vectorize | unroll | parallel
+    lanes: int = 1        # vector width when kind == "vectorize"
+
+
+@dataclass(frozen=True)
+class Seq(Stmt):
+    body: tuple[Stmt, ...]
+
+
+@dataclass(frozen=True)
+class Store(Stmt):
+    buf: str
+    index: Expr
+    value: Expr
+
+
+@dataclass(frozen=True)
+class Decl(Stmt):
+    """Declare a scalar local (accumulator) with an initial value."""
+    name: str
+    init: Expr
+
+
+@dataclass(frozen=True)
+class Assign(Stmt):
+    name: str
+    value: Expr
+
+
+@dataclass(frozen=True)
+class Check(Stmt):
+    """If `cond` holds for any element, the program reports error `code` after the run."""
+    cond: Expr
+    code: int
+
+
+@dataclass(frozen=True)
+class Buffer:
+    name: str
+    dtype: np.dtype
+    size: int            # elements reachable from the base pointer's offset 0 (for docs and checks)
+    slot: int            # position in the program's pointer table
+
+
+@dataclass(frozen=True)
+class Kernel:
+    name: str
+    buffers: tuple[Buffer, ...]
+    body: Stmt
+    outputs: tuple[str, ...] = field(default=())
+
+    def __str__(self):
+        return format_kernel(self)
+
+
+def format_stmt(s: Stmt, ind: int = 1) -> list[str]:
+    p = "  " * ind
+    if isinstance(s, For):
+        tag = "" if s.kind == "serial" else f"  # {s.kind}" + (f" x{s.lanes}" if s.lanes > 1 else "")
+        return [f"{p}for {s.var} in 0..{s.extent}:{tag}"] + format_stmt(s.body, ind + 1)
+    if isinstance(s, Seq):
+        return [line for b in s.body for line in format_stmt(b, ind)]
+    if isinstance(s, Store):
+        return [f"{p}{s.buf}[{s.index}] = {s.value}"]
+    if isinstance(s, Decl):
+        return [f"{p}{s.name} = {s.init}"]
+    if isinstance(s, Assign):
+        return [f"{p}{s.name} = {s.value}"]
+    if isinstance(s, Check):
+        return [f"{p}check not {s.cond} (error {s.code})"]
+    return [f"{p}{s!r}"]
+
+
+def format_kernel(k: Kernel) -> str:
+    params = ", ".join(f"{b.name}: {b.dtype.name}[{b.size}]" for b in k.buffers)
+    return "\n".join([f"kernel {k.name}({params}):"] + format_stmt(k.body))
+
+
+# -- smart constructors for index arithmetic (keep the IR small and readable)
+
+def c64(v: int) -> Const:
+    return Const(int(v), I64)
+
+
+def _cv(e):
+    return e.value if isinstance(e, Const) else None
+
+
+def iadd(a: Expr, b: Expr) -> Expr:
+    if _cv(a) == 0:
+        return b
+    if _cv(b) == 0:
+        return a
+    if _cv(a) is not None and _cv(b) is not None:
+        return c64(a.value + b.value)
+    return Idx("add", a, b)
+
+
+def isub(a: Expr, b: Expr) -> Expr:
+    if _cv(b) == 0:
+        return a
+    if _cv(a) is not None and _cv(b) is not None:
+        return c64(a.value - b.value)
+    return Idx("sub", a, b)
+
+
+def imul(a: Expr, b) -> Expr:
+    b = b if isinstance(b, Expr) else c64(b)
+    if _cv(a) == 0 or _cv(b) == 0:
+        return c64(0)
+    if _cv(b) == 1:
+        return a
+    if _cv(a) == 1:
+        return b
+    if _cv(a) is not None and _cv(b) is not None:
+        return c64(a.value * b.value)
+    return Idx("mul", a, b)
+
+
+def idiv(a: Expr, d: int) -> Expr:
+    if d == 1:
+        return a
+    if _cv(a) is not None:
+        return c64(a.value // d)
+    return Idx("div", a, c64(d))
+
+
+def imod(a: Expr, d: int) -> Expr:
+    if d == 1:
+        return c64(0)
+    if _cv(a) is not None:
+        return c64(a.value % d)
+    return Idx("mod", a, c64(d))
+
+
+def iclamp(a: Expr, lo: int, hi: int) -> Expr:
+    if _cv(a) is not None:
+        return c64(min(max(a.value, lo), hi))
+    return Idx("min", Idx("max", a, c64(lo)), c64(hi))
+
+
+def linear(idx: list[Expr], strides) -> Expr:
+    out: Expr = c64(0)
+    for i, s in zip(idx, strides):
+        out = iadd(out, imul(i, int(s)))
+    return out

@@ -1,0 +1,394 @@
+"""Lowering: each fused group (one materialized node + its inlined producers) -> one loop-nest Kernel.
+
+`expr_at(node, idx)` computes a node's element at a multi-index: materialized nodes become
+loads, elementwise ops become `Call`s, and injective ops (broadcast, reshape, transpose, slice,
+concat, gather, set_slice) become index arithmetic on their input's index. Nothing here knows
+about vectors or threads: schedules (schedule.py) transform the loop nests afterwards.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..graph.ir import Graph, Node
+from ..graph.passes.fuse import FusionPlan
+from .ir import (BOOL, I64, Assign, Buffer, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef,
+                 Seq, Stmt, Store, Var, c64, iadd, iclamp, idiv, imod, imul, isub, linear)
+
+ERR_INDEX, ERR_NEG_POWER = 1, 2
+ERROR_MESSAGES = {ERR_INDEX: "index out of bounds in an integer-array index (np.take / x[idx])",
+                  ERR_NEG_POWER: "Integers to negative integer powers are not allowed."}
+
+
+def c_strides(shape) -> tuple[int, ...]:
+    out, acc = [], 1
+    for s in reversed(shape):
+        out.append(acc)
+        acc *= max(int(s), 1)
+    return tuple(reversed(out))
+
+
+@dataclass(frozen=True)
+class BufferPlan:
+    """Where every materialized value lives: pointer-table slot and element strides."""
+    slots: dict          # node id -> Buffer
+    strides: dict        # node id -> element strides
+    n_slots: int
+    inputs: tuple        # slot per graph input
+    consts: tuple        # (slot, ndarray) for constant buffers
+    outputs: tuple       # (slot or None, node) per graph output; None: the runtime copies an input/const
+    temps: tuple         # (slot, shape, dtype) allocated per call
+
+
+ERR_SLOT = 0
+
+
+def plan_buffers(graph: Graph, plan: FusionPlan, input_strides) -> BufferPlan:
+    slots, strides = {}, {}
+    n = 1  # slot 0: the error flag
+
+    def add(node, name, st):
+        nonlocal n
+        b = Buffer(name, node.dtype, node.type.size, n)
+        slots[id(node)] = b
+        strides[id(node)] = tuple(st)
+        n += 1
+        return b
+
+    ins = []
+    for i, node in enumerate(graph.inputs):
+        ins.append(add(node, f"in{i}", input_strides[i]).slot)
+    consts = []
+    for node in graph.toposort():
+        if node.op == "const" and node.type.size > 1 and id(node) not in slots:
+            consts.append((add(node, f"c{len(consts)}", c_strides(node.shape)).slot, node.attr("value").array))
+    outs = []
+    for k, node in enumerate(graph.outputs):
+        if node.op in ("input", "const"):
+            outs.append((None, node))
+        elif id(node) in slots:
+            outs.append((slots[id(node)].slot, node))
+        else:
+            outs.append((add(node, f"out{k}", c_strides(node.shape)).slot, node))
+    temps = []
+    for node in plan.order:
+        if id(node) not in slots:
+            temps.append((add(node, f"t{len(temps)}", c_strides(node.shape)).slot, node.shape, node.dtype))
+    return BufferPlan(slots, strides, n, tuple(ins), tuple(consts), tuple(outs), tuple(temps))
+
+
+def _zero(dtype):
+    return Const(np.zeros((), dtype)[()], np.dtype(dtype))
+
+
+def _scalar(v, dtype):
+    return Const(np.array(v, dtype=dtype)[()], np.dtype(dtype))
+
+
+class Lowerer:
+    def __init__(self, graph: Graph, plan: FusionPlan, bufs: BufferPlan):
+        self.graph, self.plan, self.bufs = graph, plan, bufs
+        self.checks: list[tuple[Expr, int]] = []
+        self.memo: dict = {}
+
+    # -- expressions
+    def expr_at(self, n: Node, idx: list[Expr]) -> Expr:
+        key = (id(n), tuple(idx))
+        e = self.memo.get(key)
+        if e is None:
+            e = self.memo[key] = self._expr_at(n, idx)
+        return e
+
+    def _expr_at(self, n: Node, idx: list[Expr], root: bool = False) -> Expr:
+        b = None if root else self.bufs.slots.get(id(n))
+        if b is not None:
+            return Load(b.name, linear(idx, self.bufs.strides[id(n)]), n.dtype)
+        op = n.op
+        if op == "const":
+            return Const(n.attr("value").array.reshape(())[()], n.dtype)
+        if op == "cast":
+            return Cast(self.expr_at(n.inputs[0], idx), n.dtype)
+        if op == "where" or op in _ELEMENTWISE_CALLS:
+            args = tuple(self.expr_at(i, idx) for i in n.inputs)
+            if op == "power" and n.dtype.kind in "iu" and n.dtype.kind == "i":
+                self.checks.append((Call("less", (args[1], _zero(args[1].dtype)), BOOL), ERR_NEG_POWER))
+            return Call(op, args, n.dtype)
+        x = n.inputs[0] if n.inputs else None
+        if op == "broadcast":
+            return self.expr_at(x, [c64(0) if xs == 1 and s != 1 else i for i, xs, s in zip(idx, x.shape, n.shape)])
+        if op == "transpose":
+            src = [None] * n.ndim
+            for d, p in enumerate(n.attr("perm")):
+                src[p] = idx[d]
+            return self.expr_at(x, src)
+        if op == "slice":
+            return self.expr_at(x, [iadd(c64(s), imul(i, st)) for i, s, st in
+                                    zip(idx, n.attr("starts"), n.attr("steps"))])
+        if op == "reshape":
+            return self.expr_at(x, reshape_index(idx, n.shape, x.shape))
+        if op == "concat":
+            ax = n.attr("axis")
+            out, off = None, 0
+            pieces = []
+            for p in n.inputs:
+                pieces.append((off, p))
+                off += p.shape[ax]
+            for off, p in reversed(pieces):
+                li = list(idx)
+                li[ax] = iclamp(isub(idx[ax], c64(off)), 0, p.shape[ax] - 1)
+                v = self.expr_at(p, li)
+                out = v if out is None else Call("where", (Idx("lt", idx[ax], c64(off + p.shape[ax])), v, out), n.dtype)
+            return out
+        if op == "gather":
+            ax = n.attr("axis")
+            data, index = n.inputs
+            k = index.ndim
+            i = self.expr_at(index, idx[ax:ax + k])
+            size = data.shape[ax]
+            wrapped = Call("where", (Call("less", (i, c64(0)), BOOL), Idx("add", i, c64(size)), i), I64)
+            self.checks.append((Idx("or", Idx("lt", wrapped, c64(0)), Idx("ge", wrapped, c64(size))), ERR_INDEX))
+            return self.expr_at(data, idx[:ax] + [iclamp(wrapped, 0, size - 1)] + idx[ax + k:])
+        if op == "set_slice":
+            base, val = n.inputs
+            inside: Expr | None = None
+            vidx = []
+            for i, s, st, ln in zip(idx, n.attr("starts"), n.attr("steps"), val.shape):
+                rel = isub(i, c64(s)) if st > 0 else isub(c64(s), i)
+                a = abs(st)
+                conds = [Idx("ge", rel, c64(0)), Idx("lt", rel, c64(a * (ln - 1) + 1))]
+                if a != 1:
+                    conds.append(Idx("eq", Idx("mod", iclamp(rel, 0, a * ln), c64(a)), c64(0)))
+                q = iclamp(rel, 0, a * (ln - 1))
+                vidx.append(idiv(q, a))
+                for c in conds:
+                    inside = c if inside is None else Idx("and", inside, c)
+            v, bv = self.expr_at(val, vidx), self.expr_at(base, idx)
+            return Call("where", (inside, v, bv), n.dtype) if inside is not None else v
+        raise NotImplementedError(f"lowering of op {op} inlined")  # anchors are always materialized
+
+    # -- kernels
+    def kernel(self, n: Node, k: int) -> Kernel:
+        self.checks = []
+        self.memo = {}
+        out = self.bufs.slots[id(n)]
+        if n.op == "reduce":
+            body = self._reduce(n, out)
+        elif n.op == "cumsum":
+            body = self._cumsum(n, out)
+        elif n.op == "matmul":
+            body = self._matmul(n, out)
+        else:
+            idx, wrap = _loops(n.shape, "i")
+            body = wrap(self._with_checks([Store(out.name, linear(idx, c_strides(n.shape)), self._expr_at(n, idx, root=True))]))
+        used = sorted({b for b in self.bufs.slots.values() if _mentions(body, b.name)}, key=lambda b: b.slot)
+        return Kernel(f"k{k}_{n.op}", tuple(used), body, (out.name,))
+
+    def _with_checks(self, stmts: list[Stmt]) -> Stmt:
+        checks = [Check(c, code) for c, code in self.checks]
+        self.checks = []
+        return Seq(tuple(checks + stmts)) if checks or len(stmts) != 1 else stmts[0]
+
+    def _reduce(self, n: Node, out: Buffer) -> Stmt:
+        x = n.inputs[0]
+        kind, axes = n.attr("kind"), n.attr("axes")
+        ostr = c_strides(n.shape)
+        keep = [d for d in range(x.ndim) if d not in axes]
+        trailing = all(d < a for d in keep for a in axes)
+        if kind in ("argmax", "argmin"):
+            return self._argreduce(n, out, axes[0])
+        acc_dt = n.dtype
+        if kind in ("sum", "prod") and n.dtype == np.float32 and trailing:
+            acc_dt = np.dtype(np.float64)  # row sums accumulate in double: at least as accurate as numpy's pairwise sum
+        init = _reduce_init(kind, acc_dt)
+        if trailing:  # row reduction: a scalar accumulator per output element
+            oidx, owrap = _loops([n.shape[d] for d in keep], "i")
+            ridx, rwrap = _loops([x.shape[d] for d in axes], "r")
+            full = _merge(keep, oidx, axes, ridx)
+            v = self.expr_at(x, full)
+            upd = rwrap(self._with_checks([Assign("acc", _combine(kind, LocalRef("acc", acc_dt), Cast(v, acc_dt)
+                                                                   if acc_dt != v.dtype else v))]))
+            outi = linear(_merge(keep, oidx, axes, [c64(0)] * len(axes)), ostr)
+            res = LocalRef("acc", acc_dt)
+            return owrap(Seq((Decl("acc", init), upd, Store(out.name, outi, Cast(res, n.dtype) if acc_dt != n.dtype else res))))
+        # column reduction: accumulate into the output buffer, reading x in its own order
+        oidx, owrap = _loops(n.shape, "o")
+        init_st = owrap(Store(out.name, linear(oidx, ostr), init))
+        idx, wrap = _loops(x.shape, "i")
+        oi = linear([c64(0) if d in axes else i for d, i in enumerate(idx)], ostr)
+        v = self.expr_at(x, idx)
+        acc = Load(out.name, oi, n.dtype)
+        body = wrap(self._with_checks([Store(out.name, oi, _combine(kind, acc, v))]))
+        return Seq((init_st, body))
+
+    def _argreduce(self, n: Node, out: Buffer, ax: int) -> Stmt:
+        x = n.inputs[0]
+        keep = [d for d in range(x.ndim) if d != ax]
+        oidx, owrap = _loops([x.shape[d] for d in keep], "i")
+        r = Var("r0")
+        full = _merge(keep, oidx, [ax], [r])
+        first = _merge(keep, oidx, [ax], [c64(0)])
+        v = self.expr_at(x, full)
+        v0 = self.expr_at(x, first)
+        best, bi = LocalRef("best", x.dtype), LocalRef("bidx", I64)
+        cmp = "greater" if n.attr("kind") == "argmax" else "less"
+        better = Call(cmp, (v, best), BOOL)
+        if x.dtype.kind == "f":  # the first NaN wins, as in numpy
+            better = Call("logical_or", (better, Call("logical_and", (Call("isnan", (v,), BOOL),
+                          Call("logical_not", (Call("isnan", (best,), BOOL),), BOOL)), BOOL)), BOOL)
+        loop = For("r0", x.shape[ax], self._with_checks([
+            Decl("better", better),
+            Assign("best", Call("where", (LocalRef("better", BOOL), v, best), x.dtype)),
+            Assign("bidx", Call("where", (LocalRef("better", BOOL), r, bi), I64))]))
+        outi = linear(_merge(keep, oidx, [ax], [c64(0)]), c_strides(n.shape))
+        return owrap(Seq((Decl("best", v0), Decl("bidx", c64(0)), loop, Store(out.name, outi, Cast(bi, n.dtype)))))
+
+    def _cumsum(self, n: Node, out: Buffer) -> Stmt:
+        x = n.inputs[0]
+        ax = n.attr("axis")
+        keep = [d for d in range(x.ndim) if d != ax]
+        oidx, owrap = _loops([x.shape[d] for d in keep], "i")
+        r = Var("r0")
+        full = _merge(keep, oidx, [ax], [r])
+        acc = LocalRef("acc", n.dtype)
+        loop = For("r0", x.shape[ax], self._with_checks([
+            Assign("acc", Call("add", (acc, self.expr_at(x, full)), n.dtype)),
+            Store(out.name, linear(full, c_strides(n.shape)), acc)]))
+        return owrap(Seq((Decl("acc", _zero(n.dtype)), loop)))
+
+    def _matmul(self, n: Node, out: Buffer) -> Stmt:
+        a, b = n.inputs
+        *batch, m, nn = n.shape
+        kk = a.shape[-1]
+        bidx, bwrap = _loops(batch, "b")
+        i, j, k = Var("i"), Var("j"), Var("k")
+        ostr = c_strides(n.shape)
+        oi = linear(bidx + [i, j], ostr)
+        av = self.expr_at(a, bidx + [i, k])
+        bv = self.expr_at(b, bidx + [k, j])
+        acc = Load(out.name, oi, n.dtype)
+        upd = For("j", nn, Store(out.name, oi, Call("fma" if n.dtype.kind == "f" else "add",
+                                                     (LocalRef("aik", n.dtype), bv, acc) if n.dtype.kind == "f"
+                                                     else (acc, Call("multiply", (LocalRef("aik", n.dtype), bv), n.dtype)),
+                                                     n.dtype)))
+        row = Seq((For("j", nn, Store(out.name, oi, _zero(n.dtype))),
+                   For("k", kk, self._with_checks([Decl("aik", av), upd]))))
+        return bwrap(For("i", m, row))
+
+
+_ELEMENTWISE_CALLS = None
+
+
+def _init_calls():
+    global _ELEMENTWISE_CALLS
+    from ..graph.ops import BINARY, UNARY
+    _ELEMENTWISE_CALLS = UNARY | BINARY
+
+
+_init_calls()
+
+
+def _reduce_init(kind, dt):
+    if kind == "sum":
+        return _zero(dt)
+    if kind == "prod":
+        return _scalar(1, dt)
+    if kind == "any":
+        return _scalar(False, dt)
+    if kind == "all":
+        return _scalar(True, dt)
+    if dt.kind == "f":
+        return _scalar(-np.inf if kind == "max" else np.inf, dt)
+    if dt.kind == "b":
+        return _scalar(kind == "min", dt)
+    info = np.iinfo(dt)
+    return _scalar(info.min if kind == "max" else info.max, dt)
+
+
+def _combine(kind, acc: Expr, v: Expr) -> Expr:
+    op = {"sum": "reduce_add", "prod": "reduce_mul", "max": "maximum", "min": "minimum",
+          "any": "logical_or", "all": "logical_and"}[kind]
+    if acc.dtype.kind == "b" and kind in ("sum", "max"):
+        op = "logical_or"
+    if acc.dtype.kind == "b" and kind in ("prod", "min"):
+        op = "logical_and"
+    return Call(op, (acc, v), acc.dtype)
+
+
+def _loops(shape, prefix):
+    """Index exprs for a loop nest over `shape` (size-1 dims get no loop) and a wrapper building it."""
+    idx, loops = [], []
+    for d, s in enumerate(shape):
+        if s == 1:
+            idx.append(c64(0))
+        else:
+            idx.append(Var(f"{prefix}{d}"))
+            loops.append((f"{prefix}{d}", int(s)))
+
+    def wrap(body: Stmt) -> Stmt:
+        for name, s in reversed(loops):
+            body = For(name, s, body)
+        return body
+    return idx, wrap
+
+
+def _merge(keep, kidx, axes, aidx):
+    full = [None] * (len(keep) + len(axes))
+    for d, e in zip(keep, kidx):
+        full[d] = e
+    for d, e in zip(axes, aidx):
+        full[d] = e
+    return full
+
+
+def reshape_index(idx: list[Expr], out_shape, in_shape) -> list[Expr]:
+    """Map an index of the reshaped array to its input: dims are grouped where products match,
+    and only groups that really split or merge dims pay a div/mod."""
+    res: list[Expr] = []
+    i = j = 0
+    no, ni = len(out_shape), len(in_shape)
+    while i < no or j < ni:
+        # take the smallest runs out[i:i2], in[j:j2] with equal products
+        i2, j2 = i, j
+        po = pi = 1
+        if i < no:
+            po, i2 = out_shape[i], i + 1
+        if j < ni:
+            pi, j2 = in_shape[j], j + 1
+        while po != pi or (i2 < no and out_shape[i2] == 1 and po == pi and j2 >= ni):
+            if po < pi or (po == pi and i2 < no):
+                if i2 >= no:
+                    break
+                po *= out_shape[i2]
+                i2 += 1
+            else:
+                if j2 >= ni:
+                    break
+                pi *= in_shape[j2]
+                j2 += 1
+        oidx, oshape, ishape = idx[i:i2], out_shape[i:i2], in_shape[j:j2]
+        if list(oshape) == list(ishape):
+            res.extend(oidx)
+        else:
+            flat = linear(oidx, c_strides(oshape))
+            for d, st in enumerate(c_strides(ishape)):
+                res.append(imod(idiv(flat, st), ishape[d]) if d else idiv(flat, st))
+        i, j = i2, j2
+    return res
+
+
+def _mentions(s, name: str) -> bool:
+    if isinstance(s, (Load, Store)) and s.buf == name:
+        return True
+    if isinstance(s, (Const, Var, LocalRef)):
+        return False
+    if isinstance(s, (list, tuple)):
+        return any(_mentions(x, name) for x in s)
+    if hasattr(s, "__dataclass_fields__"):
+        return any(_mentions(getattr(s, f), name) for f in s.__dataclass_fields__ if f not in ("dtype",))
+    return False
+
+
+def lower(graph: Graph, plan: FusionPlan, bufs: BufferPlan) -> list[Kernel]:
+    lw = Lowerer(graph, plan, bufs)
+    return [lw.kernel(n, k) for k, n in enumerate(plan.order)]

@@ -1,0 +1,147 @@
+"""Schedules: loop-nest transformations expressed as data (a list of steps) and applied to kernels.
+
+A step is replayable: templates, the tuner and tuning records all speak this language.
+Primitives here: `fuse` (collapse two perfectly nested loops when every index is affine and
+contiguous across them), `mark` (set a loop's kind: vectorize / unroll / parallel).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+
+from .ir import (Assign, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef, Seq, Stmt, Store,
+                 Var, c64, iadd, imul)
+
+
+@dataclass(frozen=True)
+class Step:
+    kind: str        # "fuse" | "mark"
+    loop: str        # the loop variable it applies to (the outer one for fuse)
+    arg: object = None
+
+
+# -- affine analysis of index expressions
+
+def affine(e: Expr):
+    """{var: coef, None: const} if e is affine in loop vars, else None."""
+    if isinstance(e, Const):
+        return {None: int(e.value)}
+    if isinstance(e, Var):
+        return {e.name: 1}
+    if isinstance(e, Idx) and e.op in ("add", "sub", "mul"):
+        a, b = affine(e.a), affine(e.b)
+        if a is None or b is None:
+            return None
+        if e.op == "mul":
+            if set(a) <= {None}:
+                a, b = b, a
+            if not set(b) <= {None}:
+                return None
+            k = b.get(None, 0)
+            return {v: c * k for v, c in a.items()}
+        sign = 1 if e.op == "add" else -1
+        out = dict(a)
+        for v, c in b.items():
+            out[v] = out.get(v, 0) + sign * c
+        return out
+    return None
+
+
+def from_affine(f: dict) -> Expr:
+    out: Expr = c64(f.get(None, 0))
+    for v, c in sorted((k, c) for k, c in f.items() if k is not None):
+        out = iadd(out, imul(Var(v), c))
+    return out
+
+
+def _uses(e, name) -> bool:
+    if isinstance(e, Var):
+        return e.name == name
+    if isinstance(e, (Const, LocalRef)):
+        return False
+    if isinstance(e, (tuple, list)):
+        return any(_uses(x, name) for x in e)
+    if hasattr(e, "__dataclass_fields__"):
+        return any(_uses(getattr(e, f), name) for f in e.__dataclass_fields__ if f != "dtype")
+    return False
+
+
+class _NotAffine(Exception):
+    pass
+
+
+def _subst_fuse(node, outer: str, inner: str, inner_extent: int, fused: str):
+    """Rewrite indices for fusing outer*inner_extent+inner -> fused; raise if a use is not an affine index."""
+    def idx(e):
+        f = affine(e)
+        if f is None:
+            if _uses(e, outer) or _uses(e, inner):
+                raise _NotAffine
+            return e
+        co, ci = f.pop(outer, 0), f.pop(inner, 0)
+        if co == 0 and ci == 0:
+            return e
+        if co != ci * inner_extent:
+            raise _NotAffine
+        f[fused] = f.get(fused, 0) + ci
+        return from_affine(f)
+
+    def ex(e):
+        if isinstance(e, Load):
+            return replace(e, index=idx(e.index))
+        if isinstance(e, Var):
+            if e.name in (outer, inner):
+                raise _NotAffine
+            return e
+        if isinstance(e, Idx):
+            return Idx(e.op, ex(e.a), ex(e.b))
+        if isinstance(e, Call):
+            return replace(e, args=tuple(ex(a) for a in e.args))
+        if isinstance(e, Cast):
+            return replace(e, x=ex(e.x))
+        return e
+
+    def st(s):
+        if isinstance(s, Store):
+            return replace(s, index=idx(s.index), value=ex(s.value))
+        if isinstance(s, Seq):
+            return Seq(tuple(st(x) for x in s.body))
+        if isinstance(s, For):
+            return replace(s, body=st(s.body))
+        if isinstance(s, (Decl,)):
+            return replace(s, init=ex(s.init))
+        if isinstance(s, Assign):
+            return replace(s, value=ex(s.value))
+        if isinstance(s, Check):
+            return replace(s, cond=ex(s.cond))
+        return s
+    return st(node)
+
+
+def fuse(loop: For) -> For | None:
+    """Fuse `loop` with the loop directly (and only) inside it, or None when that is not legal."""
+    inner = loop.body
+    if not isinstance(inner, For) or loop.kind != "serial" or inner.kind != "serial":
+        return None
+    try:
+        body = _subst_fuse(inner.body, loop.var, inner.var, inner.extent, loop.var)
+    except _NotAffine:
+        return None
+    return For(loop.var, loop.extent * inner.extent, body)
+
+
+def collapse(s: Stmt) -> Stmt:
+    """Fuse every legal perfectly-nested pair, outermost first (fewer, longer loops vectorize better)."""
+    if isinstance(s, Seq):
+        return Seq(tuple(collapse(x) for x in s.body))
+    if isinstance(s, For):
+        while True:
+            f = fuse(s)
+            if f is None:
+                break
+            s = f
+        return replace(s, body=collapse(s.body))
+    return s
+
+
+def default_schedule(k: Kernel, target=None) -> Kernel:
+    return replace(k, body=collapse(k.body))
