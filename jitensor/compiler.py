@@ -16,7 +16,7 @@ from .graph.ir import Graph, format_graph
 from .graph.passes import optimize
 from .graph.passes.fuse import plan_fusion
 from .loop.ir import format_kernel
-from .loop.lower import lower, plan_buffers
+from .loop.lower import NotRowLocal, lower, plan_buffers
 from .loop.schedule import default_schedule
 from .runtime.program import Program
 
@@ -77,9 +77,15 @@ def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None
     t0 = time.perf_counter()
     target = host()
     g = optimize(graph)
-    plan = plan_fusion(g)
-    bufs = plan_buffers(g, plan, layouts)
-    kernels = [default_schedule(k, target) for k in lower(g, plan, bufs)]
+    force: frozenset = frozenset()
+    while True:  # a row-local reduction that cannot nest in its consumer gets a buffer instead
+        plan = plan_fusion(g, force)
+        bufs = plan_buffers(g, plan, layouts)
+        try:
+            kernels = [default_schedule(k, target) for k in lower(g, plan, bufs)]
+            break
+        except NotRowLocal as e:
+            force = force | {id(e.node)}
     t1 = time.perf_counter()
     disk = None
     key = ""

@@ -86,11 +86,45 @@ def _scalar(v, dtype):
     return Const(np.array(v, dtype=dtype)[()], np.dtype(dtype))
 
 
+class NotRowLocal(Exception):
+    """A reduction planned as row-local is read at an index that is not a prefix of its kernel's loops."""
+
+    def __init__(self, node: Node):
+        self.node = node
+
+
+class _Nest:
+    """A kernel's main loop nest; row-local reductions hang their loops at a depth of it."""
+
+    def __init__(self, shape, prefix):
+        self.idx, self.loops = [], []
+        for d, s in enumerate(shape):
+            if s == 1:
+                self.idx.append(c64(0))
+            else:
+                self.idx.append(Var(f"{prefix}{d}"))
+                self.loops.append((f"{prefix}{d}", int(s)))
+        self.pos = {v: i for i, (v, _) in enumerate(self.loops)}
+        self.pro: dict[int, list] = {}
+
+    def build(self, leaf: Stmt) -> Stmt:
+        body = leaf
+        for d in reversed(range(len(self.loops))):
+            if self.pro.get(d + 1):
+                body = Seq(tuple(self.pro[d + 1]) + (body,))
+            body = For(self.loops[d][0], self.loops[d][1], body)
+        if self.pro.get(0):
+            body = Seq(tuple(self.pro[0]) + (body,))
+        return body
+
+
 class Lowerer:
     def __init__(self, graph: Graph, plan: FusionPlan, bufs: BufferPlan):
         self.graph, self.plan, self.bufs = graph, plan, bufs
         self.checks: list[tuple[Expr, int]] = []
         self.memo: dict = {}
+        self.nest: _Nest | None = None
+        self.nlocal = 0
 
     # -- expressions
     def expr_at(self, n: Node, idx: list[Expr]) -> Expr:
@@ -105,6 +139,8 @@ class Lowerer:
         if b is not None:
             return Load(b.name, linear(idx, self.bufs.strides[id(n)]), n.dtype)
         op = n.op
+        if op == "reduce" and id(n) in self.plan.row_local and not root:
+            return self._row_local(n, idx)
         if op == "const":
             return Const(n.attr("value").array.reshape(())[()], n.dtype)
         if op == "cast":
@@ -167,10 +203,35 @@ class Lowerer:
             return Call("where", (inside, v, bv), n.dtype) if inside is not None else v
         raise NotImplementedError(f"lowering of op {op} inlined")  # anchors are always materialized
 
+    def _row_local(self, n: Node, idx: list[Expr]) -> Expr:
+        axes = n.attr("axes")
+        used = set()
+        for e in idx:
+            _collect_vars(e, used)
+        nest = self.nest
+        if nest is None or any(v not in nest.pos for v in used) or any(idx[a] != c64(0) for a in axes):
+            raise NotRowLocal(n)
+        depth = 1 + max((nest.pos[v] for v in used), default=-1)
+        name = f"red{self.nlocal}"
+        self.nlocal += 1
+        saved = self.checks
+        self.checks = []
+        x = n.inputs[0]
+        keep = [d for d in range(x.ndim) if d not in axes]
+        ridx, rwrap = _loops([x.shape[d] for d in axes], f"{name}_r")
+        acc_dt = _acc_dtype(n)
+        v = self.expr_at(x, _merge(keep, [idx[d] for d in keep], axes, ridx))
+        kind = n.attr("kind")
+        upd = rwrap(self._with_checks([Assign(name, _combine(kind, LocalRef(name, acc_dt), _cast(v, acc_dt)))]))
+        self.checks = saved
+        nest.pro.setdefault(depth, []).extend([Decl(name, _reduce_init(kind, acc_dt)), upd])
+        return _cast(LocalRef(name, acc_dt), n.dtype)
+
     # -- kernels
     def kernel(self, n: Node, k: int) -> Kernel:
         self.checks = []
         self.memo = {}
+        self.nest = None
         out = self.bufs.slots[id(n)]
         if n.op == "reduce":
             body = self._reduce(n, out)
@@ -179,8 +240,10 @@ class Lowerer:
         elif n.op == "matmul":
             body = self._matmul(n, out)
         else:
-            idx, wrap = _loops(n.shape, "i")
-            body = wrap(self._with_checks([Store(out.name, linear(idx, c_strides(n.shape)), self._expr_at(n, idx, root=True))]))
+            self.nest = nest = _Nest(n.shape, "i")
+            leaf = Store(out.name, linear(nest.idx, c_strides(n.shape)), self._expr_at(n, nest.idx, root=True))
+            body = nest.build(self._with_checks([leaf]))
+        self.nest = None
         used = sorted({b for b in self.bufs.slots.values() if _mentions(body, b.name)}, key=lambda b: b.slot)
         return Kernel(f"k{k}_{n.op}", tuple(used), body, (out.name,))
 
@@ -194,42 +257,34 @@ class Lowerer:
         kind, axes = n.attr("kind"), n.attr("axes")
         ostr = c_strides(n.shape)
         keep = [d for d in range(x.ndim) if d not in axes]
-        trailing = all(d < a for d in keep for a in axes)
         if kind in ("argmax", "argmin"):
             return self._argreduce(n, out, axes[0])
-        acc_dt = n.dtype
-        if kind in ("sum", "prod") and n.dtype == np.float32 and trailing:
-            acc_dt = np.dtype(np.float64)  # row sums accumulate in double: at least as accurate as numpy's pairwise sum
-        init = _reduce_init(kind, acc_dt)
-        if trailing:  # row reduction: a scalar accumulator per output element
-            oidx, owrap = _loops([n.shape[d] for d in keep], "i")
+        if _trailing(n):  # row reduction: a scalar accumulator per output element
+            acc_dt = _acc_dtype(n)
+            self.nest = nest = _Nest([n.shape[d] for d in keep], "i")
             ridx, rwrap = _loops([x.shape[d] for d in axes], "r")
-            full = _merge(keep, oidx, axes, ridx)
-            v = self.expr_at(x, full)
-            upd = rwrap(self._with_checks([Assign("acc", _combine(kind, LocalRef("acc", acc_dt), Cast(v, acc_dt)
-                                                                   if acc_dt != v.dtype else v))]))
-            outi = linear(_merge(keep, oidx, axes, [c64(0)] * len(axes)), ostr)
-            res = LocalRef("acc", acc_dt)
-            return owrap(Seq((Decl("acc", init), upd, Store(out.name, outi, Cast(res, n.dtype) if acc_dt != n.dtype else res))))
-        # column reduction: accumulate into the output buffer, reading x in its own order
+            v = self.expr_at(x, _merge(keep, nest.idx, axes, ridx))
+            upd = rwrap(self._with_checks([Assign("acc", _combine(kind, LocalRef("acc", acc_dt), _cast(v, acc_dt)))]))
+            outi = linear(_merge(keep, nest.idx, axes, [c64(0)] * len(axes)), ostr)
+            store = Store(out.name, outi, _cast(LocalRef("acc", acc_dt), n.dtype))
+            return nest.build(Seq((Decl("acc", _reduce_init(kind, acc_dt)), upd, store)))
+        # column reduction: accumulate into the output buffer, reading x in its own order (as numpy
+        # does for non-contiguous axes, so float32 results match its summation order)
         oidx, owrap = _loops(n.shape, "o")
-        init_st = owrap(Store(out.name, linear(oidx, ostr), init))
+        init_st = owrap(Store(out.name, linear(oidx, ostr), _reduce_init(kind, n.dtype)))
         idx, wrap = _loops(x.shape, "i")
         oi = linear([c64(0) if d in axes else i for d, i in enumerate(idx)], ostr)
         v = self.expr_at(x, idx)
-        acc = Load(out.name, oi, n.dtype)
-        body = wrap(self._with_checks([Store(out.name, oi, _combine(kind, acc, v))]))
+        body = wrap(self._with_checks([Store(out.name, oi, _combine(kind, Load(out.name, oi, n.dtype), v))]))
         return Seq((init_st, body))
 
     def _argreduce(self, n: Node, out: Buffer, ax: int) -> Stmt:
         x = n.inputs[0]
         keep = [d for d in range(x.ndim) if d != ax]
-        oidx, owrap = _loops([x.shape[d] for d in keep], "i")
+        self.nest = nest = _Nest([x.shape[d] for d in keep], "i")
         r = Var("r0")
-        full = _merge(keep, oidx, [ax], [r])
-        first = _merge(keep, oidx, [ax], [c64(0)])
-        v = self.expr_at(x, full)
-        v0 = self.expr_at(x, first)
+        v = self.expr_at(x, _merge(keep, nest.idx, [ax], [r]))
+        v0 = self.expr_at(x, _merge(keep, nest.idx, [ax], [c64(0)]))
         best, bi = LocalRef("best", x.dtype), LocalRef("bidx", I64)
         cmp = "greater" if n.attr("kind") == "argmax" else "less"
         better = Call(cmp, (v, best), BOOL)
@@ -240,8 +295,8 @@ class Lowerer:
             Decl("better", better),
             Assign("best", Call("where", (LocalRef("better", BOOL), v, best), x.dtype)),
             Assign("bidx", Call("where", (LocalRef("better", BOOL), r, bi), I64))]))
-        outi = linear(_merge(keep, oidx, [ax], [c64(0)]), c_strides(n.shape))
-        return owrap(Seq((Decl("best", v0), Decl("bidx", c64(0)), loop, Store(out.name, outi, Cast(bi, n.dtype)))))
+        outi = linear(_merge(keep, nest.idx, [ax], [c64(0)]), c_strides(n.shape))
+        return nest.build(Seq((Decl("best", v0), Decl("bidx", c64(0)), loop, Store(out.name, outi, _cast(bi, n.dtype)))))
 
     def _cumsum(self, n: Node, out: Buffer) -> Stmt:
         x = n.inputs[0]
@@ -286,6 +341,37 @@ def _init_calls():
 
 
 _init_calls()
+
+
+def _trailing(n: Node) -> bool:
+    axes = n.attr("axes")
+    return all(a >= n.ndim - len(axes) for a in axes)
+
+
+def _acc_dtype(n: Node) -> np.dtype:
+    """float32 sums/products over rows accumulate in double: at least as accurate as numpy's pairwise sum."""
+    if n.attr("kind") in ("sum", "prod") and n.dtype == np.float32:
+        return np.dtype(np.float64)
+    return n.dtype
+
+
+def _cast(e: Expr, dt) -> Expr:
+    return e if e.dtype == dt else Cast(e, np.dtype(dt))
+
+
+def _collect_vars(e, out: set):
+    if isinstance(e, Var):
+        out.add(e.name)
+    elif isinstance(e, Idx):
+        _collect_vars(e.a, out)
+        _collect_vars(e.b, out)
+    elif isinstance(e, Call):
+        for a in e.args:
+            _collect_vars(a, out)
+    elif isinstance(e, (Cast,)):
+        _collect_vars(e.x, out)
+    elif isinstance(e, Load):
+        _collect_vars(e.index, out)
 
 
 def _reduce_init(kind, dt):

@@ -20,6 +20,6 @@ def optimize(graph: Graph) -> Graph:
     from .cse import cse
     from .fold import fold_constants
     from .simplify import simplify
-    for p in (fold_constants, simplify, cse):
+    for p in (fold_constants, simplify, fold_constants, cse):
         graph = p(graph)
     return graph

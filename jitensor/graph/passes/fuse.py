@@ -8,6 +8,9 @@ once). A node is materialized when inlining would repeat real work:
   - nodes read by several consumers, or stretched by a broadcast, unless they are cheap to
     recompute (a few arithmetic ops over buffers);
   - operands of matmul that do arithmetic (matmul reads each element many times).
+A reduction over trailing axes that feeds a single kernel is *row-local*: it is computed inside
+that kernel's outer loops (per row, while the row is in cache), so softmax and layernorm are one
+kernel that reads each row from memory once and writes the output once.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ RECOMPUTE_LIMIT = 6  # inline a shared node if its inlined tree costs at most th
 class FusionPlan:
     materialized: frozenset[int]  # ids of nodes that own a buffer
     order: tuple[Node, ...]       # materialized non-source nodes in execution order (one kernel each)
+    row_local: frozenset[int] = frozenset()  # reductions computed inside their consumer's outer loops
 
     def groups(self, graph: Graph) -> dict[int, int]:
         """node id -> index of the kernel it is computed in (for dumps)."""
@@ -47,34 +51,78 @@ def inline_cost(n: Node, materialized: set, memo: dict) -> int:
         return 0
     if id(n) in memo:
         return memo[id(n)]
-    own = 10 if n.op in EXPENSIVE else (3 if n.op in ("reshape", "gather", "concat", "set_slice") else 1)
+    if n.op in ("broadcast", "transpose", "slice", "reshape"):
+        own = 0  # pure index arithmetic
+    else:
+        own = 10 if n.op in EXPENSIVE else (2 if n.op in ("gather", "concat", "set_slice") else 1)
     c = own + sum(inline_cost(i, materialized, memo) for i in n.inputs)
     memo[id(n)] = c
     return c
 
 
-def plan_fusion(graph: Graph) -> FusionPlan:
+def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
+    """`force`: node ids that must be materialized (lowering found a row-local reduction it cannot nest)."""
     order = graph.toposort()
     users = graph.users()
-    mat: set[int] = {id(o) for o in graph.outputs}
+    mat: set[int] = {id(o) for o in graph.outputs} | set(force)
     for n in order:
         if n.op in ANCHORS:
             mat.add(id(n))
-    # decide consumers first (reverse topological order) so costs see the final buffers below
+    row_local: set[int] = set()
+    # a reduction over trailing axes whose result feeds exactly one kernel is computed inside that kernel's
+    # outer loops (softmax, layernorm: each row is reduced then consumed while it is in cache)
     for n in reversed(order):
-        if n.op in ("input", "const") or id(n) in mat:
+        if (n.op == "reduce" and id(n) not in force and id(n) not in {id(o) for o in graph.outputs}
+                and n.attr("kind") not in ("argmax", "argmin") and _trailing(n)):
+            ks = _consumer_kernels(n, users, mat)
+            if len(ks) == 1 and ks[0].op not in ("matmul", "cumsum") and not (ks[0].op == "reduce" and not _trailing(ks[0])):
+                mat.discard(id(n))
+                row_local.add(id(n))
+    for n in reversed(order):
+        if n.op in ("input", "const") or id(n) in mat or id(n) in row_local:
             continue
         us = users.get(id(n), [])
-        distinct = {id(u) for u in us}
         memo: dict = {}
         cost = inline_cost(n, mat, memo)
-        stretched = any(u.op == "broadcast" and u.type.size > n.type.size for u in us)
+        stretched = any(u.op == "broadcast" and _stretches_outer(n, u) for u in us)
         to_matmul = any(u.op == "matmul" for u in us) and any(
             ops.kind(m) == "elementwise" for m in _inlined_tree(n, mat))
-        if to_matmul or (len(distinct) > 1 and cost > RECOMPUTE_LIMIT) or (stretched and cost > 2):
+        shared = len({id(u) for u in us}) > 1 and len(_consumer_kernels(n, users, mat)) > 1
+        if to_matmul or (shared and cost > RECOMPUTE_LIMIT) or (stretched and cost > 2):
             mat.add(id(n))
     kernels = tuple(n for n in order if id(n) in mat and n.op not in ("input", "const"))
-    return FusionPlan(frozenset(mat), kernels)
+    return FusionPlan(frozenset(mat), kernels, frozenset(row_local))
+
+
+def _stretches_outer(n: Node, b: Node) -> bool:
+    """Does broadcast `b` repeat `n` along a dim outside a dim where `n` varies? Then inlining `n` recomputes
+    it per outer iteration; repeats along inner dims only are loop-invariant and hoisted by LLVM."""
+    if n.ndim != b.ndim:
+        return b.type.size > n.type.size
+    for d in range(n.ndim):
+        if n.shape[d] == 1 and b.shape[d] > 1 and any(n.shape[e] > 1 for e in range(d + 1, n.ndim)):
+            return True
+    return False
+
+
+def _trailing(n: Node) -> bool:
+    axes = n.attr("axes")
+    return all(a >= n.ndim - len(axes) for a in axes)
+
+
+def _consumer_kernels(n: Node, users, mat) -> list[Node]:
+    """The materialized nodes that read `n` through inlined (non-materialized) paths."""
+    out, seen, stack = {}, set(), list(users.get(id(n), []))
+    while stack:
+        u = stack.pop()
+        if id(u) in seen:
+            continue
+        seen.add(id(u))
+        if id(u) in mat:
+            out[id(u)] = u
+        else:
+            stack.extend(users.get(id(u), []))
+    return list(out.values())
 
 
 def _inlined_tree(n: Node, mat: set):
