@@ -21,7 +21,7 @@ from .loop.schedule import default_schedule
 from .runtime.program import Program
 
 log = logging.getLogger("jitensor")
-SCHEDULE_VERSION = "default-1"
+SCHEDULE_VERSION = "default-2"
 
 
 @dataclass
@@ -101,7 +101,7 @@ def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None
         entry = disk.load(key)
         if entry is not None:
             try:
-                code = LoadedCode(entry.payload, target)
+                code = LoadedCode(entry.payload, target, len(kernels))
                 source = "disk"
             except Exception as e:  # an entry that verifies but does not load: recompile, never fail the call
                 warnings.warn(f"jitensor: cached kernel {entry.path} could not be loaded ({e}); recompiling")
@@ -109,11 +109,11 @@ def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None
         module = build_module(kernels, target, name=name)
         ir_text = str(module)
         obj, opt_ir = compile_object(module, target)
-        code = LoadedCode(obj, target)
+        code = LoadedCode(obj, target, len(kernels))
         if key:
             disk.store(key, obj, {"name": name, "components": comps})
     t2 = time.perf_counter()
-    prog = Program(code, bufs, where=where)
+    prog = Program(code, bufs, kernels, where=where)
     c = Compiled(prog, graph, g, plan.groups(g), kernels, ir_text, opt_ir, key, source, t2 - t0,
                  {"passes+lower": t1 - t0, "llvm" if source == "compiled" else "disk load": t2 - t1})
     dump = os.environ.get("JITENSOR_DUMP")

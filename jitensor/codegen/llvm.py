@@ -71,14 +71,16 @@ class FnEmitter:
     def __init__(self, module: ir.Module, kernel: L.Kernel):
         self.m = module
         self.k = kernel
-        args = [PTR] * (len(kernel.buffers) + 1)
+        # (err, buffers..., begin, end): [begin, end) bounds the outermost loop when it is parallel
+        args = [PTR] * (len(kernel.buffers) + 1) + [I64, I64]
         self.fn = ir.Function(module, ir.FunctionType(VOID, args), name=kernel.name)
         self.fn.linkage = "internal"
-        for a in self.fn.args:
+        for a in self.fn.args[:-2]:
             a.add_attribute("noalias")
         self.ptr = {b.name: a for b, a in zip(kernel.buffers, self.fn.args[1:])}
         self.bufdt = {b.name: b.dtype for b in kernel.buffers}
         self.errptr = self.fn.args[0]
+        self.range = self.fn.args[-2:]
         self.entry = self.fn.append_basic_block("entry")
         self.b = ir.IRBuilder(self.entry)
         self.vars: dict[str, ir.Value] = {}
@@ -104,19 +106,28 @@ class FnEmitter:
         elif isinstance(s, L.For):
             if s.extent <= 0:
                 return
-            pre = b.block
-            body = self.fn.append_basic_block(f"{s.var}.body")
-            b.branch(body)
+            if s.kind == "parallel":  # runs [begin, end) of its range; the runtime splits it across threads
+                start, stop = self.range
+                pre = b.block
+                body = self.fn.append_basic_block(f"{s.var}.body")
+                done = self.fn.append_basic_block(f"{s.var}.exit")
+                b.cbranch(b.icmp_signed("<", start, stop), body, done)
+            else:
+                start, stop = ir.Constant(I64, 0), ir.Constant(I64, s.extent)
+                pre = b.block
+                body = self.fn.append_basic_block(f"{s.var}.body")
+                done = None
+                b.branch(body)
             b.position_at_end(body)
             iv = b.phi(I64, name=s.var)
-            iv.add_incoming(ir.Constant(I64, 0), pre)
+            iv.add_incoming(start, pre)
             saved = self.vars.get(s.var)
             self.vars[s.var] = iv
             self.stmt(s.body)
             nxt = b.add(iv, ir.Constant(I64, 1), name=f"{s.var}.next", flags=("nuw", "nsw"))
             iv.add_incoming(nxt, b.block)
-            done = self.fn.append_basic_block(f"{s.var}.exit")
-            b.cbranch(b.icmp_unsigned("<", nxt, ir.Constant(I64, s.extent)), body, done)
+            done = done or self.fn.append_basic_block(f"{s.var}.exit")
+            b.cbranch(b.icmp_signed("<", nxt, stop), body, done)
             b.position_at_end(done)
             self.vars[s.var] = saved
         elif isinstance(s, L.Store):
@@ -512,19 +523,38 @@ def _int_op(em: FnEmitter, op, x, y, t, signed):
 # modules and engines
 
 
+def parallel_extent(k: L.Kernel) -> int | None:
+    """The extent of a kernel's outermost loop if it is marked parallel."""
+    s = k.body
+    return s.extent if isinstance(s, L.For) and s.kind == "parallel" else None
+
+
 def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
+    """Kernels plus two kinds of exported entry points over one pointer table (slot 0 is the error word):
+    `jit_entry(table)` runs every kernel in order; `jit_kN(table, begin, end)` runs kernel N over a part of its
+    parallel loop (the runtime's threads call these)."""
     m = ir.Module(name=name)
     m.triple = target.triple
     fns = [FnEmitter(m, k).emit() for k in kernels]
+
+    def loader(b, table):
+        def slot(i):
+            return b.load(b.gep(table, [ir.Constant(I64, i)], inbounds=True, source_etype=PTR), typ=PTR)
+        return slot
+
     entry = ir.Function(m, ir.FunctionType(VOID, [PTR]), name="jit_entry")
     b = ir.IRBuilder(entry.append_basic_block("entry"))
-    table = entry.args[0]
-
-    def slot(i):
-        return b.load(b.gep(table, [ir.Constant(I64, i)], inbounds=True, source_etype=PTR), typ=PTR)
+    slot = loader(b, entry.args[0])
     for k, fn in zip(kernels, fns):
-        b.call(fn, [slot(0)] + [slot(buf.slot) for buf in k.buffers])
+        ext = parallel_extent(k) or 0
+        b.call(fn, [entry.args[0]] + [slot(buf.slot) for buf in k.buffers] + [ir.Constant(I64, 0), ir.Constant(I64, ext)])
     b.ret_void()
+    for i, (k, fn) in enumerate(zip(kernels, fns)):
+        part = ir.Function(m, ir.FunctionType(VOID, [PTR, I64, I64]), name=f"jit_k{i}")
+        b = ir.IRBuilder(part.append_basic_block("entry"))
+        slot = loader(b, part.args[0])
+        b.call(fn, [part.args[0]] + [slot(buf.slot) for buf in k.buffers] + list(part.args[1:]))
+        b.ret_void()
     return m
 
 
@@ -558,7 +588,7 @@ def compile_object(module: ir.Module, target) -> tuple[bytes, str]:
 class LoadedCode:
     """An MCJIT engine holding one program's object code; keeps it alive while callable."""
 
-    def __init__(self, obj: bytes, target):
+    def __init__(self, obj: bytes, target, n_kernels: int):
         llvm = binding()
         with _lock:
             tm = target_machine(target)  # the engine owns its TargetMachine: never share one
@@ -568,8 +598,9 @@ class LoadedCode:
             self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
             self.engine.finalize_object()
             self.entry = self.engine.get_function_address("jit_entry")
-        if not self.entry:
-            raise CompileError("compiled object has no jit_entry symbol")
+            self.kernels = [self.engine.get_function_address(f"jit_k{i}") for i in range(n_kernels)]
+        if not self.entry or not all(self.kernels):
+            raise CompileError("compiled object lacks its entry points")
 
 
 def assembly(obj_ir_text: str, target) -> str:

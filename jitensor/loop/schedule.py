@@ -143,5 +143,85 @@ def collapse(s: Stmt) -> Stmt:
     return s
 
 
+def _stores_and_loads(s, bufs_out: set, acc: list, extents: dict):
+    if isinstance(s, Seq):
+        for x in s.body:
+            _stores_and_loads(x, bufs_out, acc, extents)
+    elif isinstance(s, For):
+        extents[s.var] = s.extent
+        _stores_and_loads(s.body, bufs_out, acc, extents)
+    elif isinstance(s, Store):
+        bufs_out.add(s.buf)
+        acc.append((s.buf, s.index))
+        _loads(s.value, acc)
+    elif isinstance(s, (Decl, Assign)):
+        _loads(s.init if isinstance(s, Decl) else s.value, acc)
+    elif isinstance(s, Check):
+        _loads(s.cond, acc)
+
+
+def _loads(e, acc):
+    if isinstance(e, Load):
+        acc.append((e.buf, e.index))
+        _loads(e.index, acc)
+    elif isinstance(e, Idx):
+        _loads(e.a, acc)
+        _loads(e.b, acc)
+    elif isinstance(e, Call):
+        for a in e.args:
+            _loads(a, acc)
+    elif isinstance(e, Cast):
+        _loads(e.x, acc)
+
+
+def parallel_legal(loop: For) -> bool:
+    """Iterations of `loop` touch disjoint blocks of every buffer the loop writes: each access to such a
+    buffer is v*c + rest with 0 <= rest < c over the inner loops."""
+    written: set = set()
+    acc: list = []
+    extents: dict = {}
+    _stores_and_loads(loop.body, written, acc, extents)
+    if not written:
+        return False
+    for buf, index in acc:
+        if buf not in written:
+            continue
+        f = affine(index)
+        if f is None:
+            return False
+        c = f.pop(loop.var, 0)
+        lo = f.pop(None, 0)
+        hi = lo
+        for v, k in f.items():
+            if v not in extents or k < 0:
+                return False
+            hi += k * (extents[v] - 1)
+        if c <= 0 or lo < 0 or hi >= c:
+            return False
+    return True
+
+
+def work(s) -> int:
+    """Rough cost of a statement: loop iterations times expression size."""
+    if isinstance(s, For):
+        return s.extent * work(s.body)
+    if isinstance(s, Seq):
+        return sum(work(x) for x in s.body)
+    return 1 + _size(getattr(s, "value", None) or getattr(s, "init", None) or getattr(s, "cond", None))
+
+
+def _size(e, depth=0) -> int:
+    if e is None or depth > 50:
+        return 0
+    if isinstance(e, Call):
+        return 1 + sum(_size(a, depth + 1) for a in e.args)
+    if isinstance(e, Cast):
+        return _size(e.x, depth + 1)
+    return 0
+
+
 def default_schedule(k: Kernel, target=None) -> Kernel:
-    return replace(k, body=collapse(k.body))
+    body = collapse(k.body)
+    if isinstance(body, For) and body.extent > 1 and parallel_legal(body):
+        body = replace(body, kind="parallel")
+    return replace(k, body=body)

@@ -1,0 +1,518 @@
+"""CPU benchmarks: jitensor against numpy, numexpr, numba and jax, side by side in one process.
+
+    python benchmarks/bench_cpu.py              # full run, writes section `cpu` of RESULTS.md
+    python benchmarks/bench_cpu.py --quick      # small sizes (smoke run), writes section `cpu-quick`
+    python benchmarks/bench_cpu.py --only gelu,softmax --no-write
+
+Workloads (float32): gelu, softmax, layernorm, sgemm, mbr (matmul + bias + ReLU), overhead (cached-call
+overhead of `x + y` on 1000 elements), firstcall (first call of gelu in a fresh process).
+jitensor compiles the plain numpy function, unchanged; numexpr, numba and jax get their own idiomatic
+versions below. See README.md for what every column means.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")  # no accelerator probing (and no warning about it)
+
+import numpy as np  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import Case  # noqa: E402
+
+F32 = np.float32
+
+
+# ============================================================================ the numpy functions
+# (the reference, timed as the numpy peer, and compiled unchanged by jitensor)
+
+def gelu(x):
+    return 0.5 * x * (1 + np.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def layernorm(x, g, b):
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-5) * g + b
+
+
+def matmul(a, b):
+    return a @ b
+
+
+def matmul_bias_relu(x, w, b):
+    return np.maximum(x @ w + b, 0)
+
+
+def add(x, y):
+    return x + y
+
+
+# ============================================================================ numexpr (one expression each)
+
+GELU_CONSTS = {"c_half": F32(0.5), "c_one": F32(1.0), "c_k": F32(0.7978845608), "c_a": F32(0.044715)}
+NUMEXPR = {
+    # float32 constants are passed as variables: a literal like 0.5 is float64 to numexpr and would
+    # make the whole expression (and its output) float64
+    "gelu": ("c_half * x * (c_one + tanh(c_k * (x + c_a * x * x * x)))", ("x",), GELU_CONSTS),
+    "add": ("x + y", ("x", "y"), {}),
+}
+
+
+# ============================================================================ numba (explicit prange loops)
+
+def numba_impls() -> dict:
+    import numba
+    from numba import prange
+
+    # module-level float32 constants, so that the arithmetic stays in float32
+    c_half, c_one, c_k, c_a = F32(0.5), F32(1.0), F32(0.7978845608), F32(0.044715)
+    zero, eps = F32(0.0), F32(1e-5)
+    par = dict(parallel=True, fastmath=True)
+
+    @numba.njit(**par)
+    def gelu_nb(x):
+        out = np.empty_like(x)
+        for i in prange(x.size):
+            v = x[i]
+            out[i] = c_half * v * (c_one + np.tanh(c_k * (v + c_a * v * v * v)))
+        return out
+
+    @numba.njit(**par)
+    def softmax_nb(x):
+        n, m = x.shape
+        out = np.empty_like(x)
+        for i in prange(n):
+            mx = x[i, 0]
+            for j in range(1, m):
+                mx = max(mx, x[i, j])
+            s = zero
+            for j in range(m):
+                e = np.exp(x[i, j] - mx)
+                out[i, j] = e
+                s += e
+            inv = c_one / s
+            for j in range(m):
+                out[i, j] *= inv
+        return out
+
+    @numba.njit(**par)
+    def layernorm_nb(x, g, b):
+        n, m = x.shape
+        out = np.empty_like(x)
+        fm = F32(m)
+        for i in prange(n):
+            s = zero
+            for j in range(m):
+                s += x[i, j]
+            mu = s / fm
+            v = zero
+            for j in range(m):
+                d = x[i, j] - mu
+                v += d * d
+            r = c_one / np.sqrt(v / fm + eps)
+            for j in range(m):
+                out[i, j] = (x[i, j] - mu) * r * g[j] + b[j]
+        return out
+
+    @numba.njit(**par)
+    def matmul_nb(a, b):  # a simple parallel i-k-j loop nest (the inner loop vectorizes)
+        n, k = a.shape
+        m = b.shape[1]
+        c = np.zeros((n, m), dtype=np.float32)
+        for i in prange(n):
+            for p in range(k):
+                aip = a[i, p]
+                for j in range(m):
+                    c[i, j] += aip * b[p, j]
+        return c
+
+    @numba.njit(**par)
+    def matmul_bias_relu_nb(x, w, bias):
+        n, k = x.shape
+        m = w.shape[1]
+        c = np.zeros((n, m), dtype=np.float32)
+        for i in prange(n):
+            for p in range(k):
+                xip = x[i, p]
+                for j in range(m):
+                    c[i, j] += xip * w[p, j]
+            for j in range(m):
+                v = c[i, j] + bias[j]
+                c[i, j] = v if v > zero else zero
+        return c
+
+    @numba.njit(fastmath=True)  # 1000 elements: a parallel launch would only add overhead
+    def add_nb(x, y):
+        out = np.empty_like(x)
+        for i in range(x.size):
+            out[i] = x[i] + y[i]
+        return out
+
+    return {"gelu": gelu_nb, "softmax": softmax_nb, "layernorm": layernorm_nb, "sgemm": matmul_nb,
+            "mbr": matmul_bias_relu_nb, "add": add_nb}
+
+
+# ============================================================================ jax (jax.numpy versions, jax.jit)
+
+def jax_impls() -> dict:
+    import jax
+    import jax.numpy as jnp
+
+    def gelu_jx(x):
+        return 0.5 * x * (1 + jnp.tanh(0.7978845608 * (x + 0.044715 * x**3)))
+
+    def softmax_jx(x):
+        e = jnp.exp(x - x.max(axis=-1, keepdims=True))
+        return e / e.sum(axis=-1, keepdims=True)
+
+    def layernorm_jx(x, g, b):
+        mu = x.mean(axis=-1, keepdims=True)
+        var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+        return (x - mu) / jnp.sqrt(var + 1e-5) * g + b
+
+    def matmul_jx(a, b):
+        return a @ b
+
+    def matmul_bias_relu_jx(x, w, b):
+        return jnp.maximum(x @ w + b, 0)
+
+    def add_jx(x, y):
+        return x + y
+
+    fns = {"gelu": gelu_jx, "softmax": softmax_jx, "layernorm": layernorm_jx, "sgemm": matmul_jx,
+           "mbr": matmul_bias_relu_jx, "add": add_jx}
+    return {k: jax.jit(f) for k, f in fns.items()}
+
+
+# ============================================================================ peers (factories)
+
+def _impl_key(case: Case) -> str:
+    return "sgemm" if case.key.startswith("sgemm") else case.key
+
+
+def numpy_peer(case: Case):
+    return functools.partial(case.fn, *case.args)
+
+
+def jitensor_peer(case: Case):
+    import jitensor
+    return functools.partial(jitensor.jit(case.fn), *case.args)
+
+
+def numexpr_peer(case: Case):
+    spec = NUMEXPR.get(_impl_key(case))
+    if spec is None:
+        return None
+    import numexpr as ne
+    expr, names, consts = spec
+    local = dict(zip(names, case.args), **consts)
+    return functools.partial(ne.evaluate, expr, local_dict=local)
+
+
+@functools.lru_cache(maxsize=None)
+def _numba():
+    return numba_impls()
+
+
+@functools.lru_cache(maxsize=None)
+def _jax():
+    return jax_impls()
+
+
+def numba_peer(case: Case):
+    fn = _numba().get(_impl_key(case))
+    return None if fn is None else functools.partial(fn, *case.args)
+
+
+def jax_peer(case: Case):
+    fn = _jax().get(_impl_key(case))
+    if fn is None:
+        return None
+    import jax
+    jargs = [jax.device_put(a) for a in case.args]
+    for a in jargs:
+        a.block_until_ready()
+    return lambda: fn(*jargs).block_until_ready()
+
+
+PEERS = {"numpy": numpy_peer, "jitensor": jitensor_peer, "numexpr": numexpr_peer, "numba": numba_peer,
+         "jax": jax_peer}
+
+
+# ============================================================================ cases
+
+def make_cases(quick: bool, only: set) -> list:
+    rng = np.random.default_rng(0)
+    rnd = lambda *shape: rng.standard_normal(shape, dtype=np.float32)  # noqa: E731
+    cases = []
+    if "gelu" in only:
+        n = (1 << 20) if quick else (1 << 24)
+        x = rnd(n)
+        cases.append(Case("gelu", f"gelu {n >> 20}M", gelu, (x,), rtol=1e-3, atol=1e-5, bytes=2 * x.nbytes))
+    if "softmax" in only:
+        n = 1024 if quick else 4096
+        x = rnd(n, n)
+        cases.append(Case("softmax", f"softmax {n}x{n}", softmax, (x,), rtol=1e-3, atol=1e-7, bytes=2 * x.nbytes))
+    if "layernorm" in only:
+        n, m = (2048, 1024) if quick else (8192, 1024)
+        x, g, b = rnd(n, m), rnd(m), rnd(m)
+        cases.append(Case("layernorm", f"layernorm {n}x{m}", layernorm, (x, g, b), rtol=1e-3, atol=1e-4,
+                          bytes=2 * x.nbytes))
+    if "sgemm" in only:
+        for n in ((256, 512) if quick else (1024, 2048)):
+            a, b = rnd(n, n), rnd(n, n)
+            cases.append(Case(f"sgemm{n}", f"sgemm {n}^3", matmul, (a, b), rtol=1e-3, atol=2e-3 * np.sqrt(n),
+                              flops=2.0 * n**3, budget_s=8.0 if n >= 2048 else 5.0))
+    if "mbr" in only:
+        m, k, n = 256, 512, 512
+        x, w, b = rnd(m, k), rnd(k, n), rnd(n)
+        cases.append(Case("mbr", f"matmul+bias+relu {m}x{k}x{n}", matmul_bias_relu, (x, w, b), rtol=1e-3,
+                          atol=2e-3 * np.sqrt(k), flops=2.0 * m * k * n, budget_s=5.0))
+    if "overhead" in only:
+        x, y = rnd(1000), rnd(1000)
+        cases.append(Case("add", "x + y, 1000 (per call)", add, (x, y), rtol=1e-6, atol=0,
+                          inner=500 if quick else 2000, budget_s=2.0 if quick else 6.0))
+    return cases
+
+
+# ============================================================================ first call in a fresh process
+
+FIRSTCALL_N = 4096  # small, so that the first call measures compiling (or loading), not the kernel
+
+_FC_PRE = f"""
+import sys, time
+import numpy as np
+sys.path.insert(0, {str(harness.HERE)!r})
+x = np.random.default_rng(0).standard_normal({FIRSTCALL_N}, dtype=np.float32)
+"""
+_FC_POST = """
+t = time.perf_counter() - t0
+from bench_cpu import gelu as ref
+ok = np.allclose(np.asarray(r), ref(x), rtol=1e-3, atol=1e-5)
+print(f"RESULT first_call={t}")
+print(f"RESULT correct={int(ok)}")
+"""
+FIRSTCALL_CODE = {
+    "numpy": "from bench_cpu import gelu as f\nt0 = time.perf_counter()\nr = f(x)\n",
+    "jitensor": ("import jitensor\nfrom bench_cpu import gelu\nf = jitensor.jit(gelu)\n"
+                 "t0 = time.perf_counter()\nr = f(x)\n"),
+    "numexpr": ("import numexpr as ne\nfrom bench_cpu import NUMEXPR\nexpr, _, c = NUMEXPR['gelu']\n"
+                "t0 = time.perf_counter()\nr = ne.evaluate(expr, local_dict=dict(x=x, **c))\n"),
+    "numba": ("from bench_cpu import numba_impls\nf = numba_impls()['gelu']\n"
+              "t0 = time.perf_counter()\nr = f(x)\n"),
+    # jax arrays are created (and the backend started) before the timing: the first call traces + compiles
+    "jax": ("from bench_cpu import jax_impls\nimport jax\nf = jax_impls()['gelu']\n"
+            "xj = jax.device_put(x).block_until_ready()\n"
+            "t0 = time.perf_counter()\nr = f(xj).block_until_ready()\n"),
+}
+_FC_JIT_EXTRA = """
+ci = f.cache_info()
+print(f"RESULT disk_hits={ci.disk_hits}")
+"""
+
+
+def first_calls(peers) -> list[dict]:
+    rows = []
+    cache_dir = tempfile.mkdtemp(prefix="jitensor-bench-cache-")
+    for peer in peers:
+        runs = [("jitensor (cold cache)", "cold"), ("jitensor (disk cache)", "disk")] if peer == "jitensor" \
+            else [(peer, None)]
+        for label, mode in runs:
+            code = _FC_PRE + FIRSTCALL_CODE[peer] + _FC_POST + (_FC_JIT_EXTRA if peer == "jitensor" else "")
+            env = {"JITENSOR_CACHE_DIR": cache_dir}
+            env.pop("JITENSOR_DISABLE_CACHE", None)
+            t0 = time.perf_counter()
+            res = harness.run_fresh(code, env=env)
+            wall = time.perf_counter() - t0
+            note = ""
+            if "error" in res:
+                status, note = "ERROR", str(res["error"])
+            elif not res.get("correct"):
+                status = "WRONG"
+            else:
+                status = "ok"
+            if mode == "disk" and status == "ok":
+                note = "loaded from the disk cache" if res.get("disk_hits", 0) >= 1 else "NOT a disk-cache hit"
+            if mode == "cold" and status == "ok" and res.get("disk_hits", 0):
+                note = "unexpected disk-cache hit"
+            rows.append({"peer": label, "mode": mode, "status": status, "first_call": res.get("first_call"),
+                         "process": wall, "note": note})
+            print(f"  first call {label}: {harness.fmt_time(res.get('first_call'))} {status} {note}".rstrip(),
+                  flush=True)
+    return rows
+
+
+def firstcall_rows(fc) -> list[list[str]]:
+    return [[r["peer"], harness.fmt_time(r["first_call"]) if r["status"] == "ok" else "", f"{r['process']:.2f} s",
+             r["status"] + (f": {r['note']}" if r["note"] else "")] for r in fc]
+
+
+FC_HEADER = ["peer", "first call", "whole process", "status"]
+
+
+# ============================================================================ targets
+
+def targets(res: harness.Results, memcpy_bps: float, fc) -> list[list[str]]:
+    rows = []
+
+    def ours(key):
+        return res.get(key, "jitensor")
+
+    def why(key, other=None):
+        o = ours(key)
+        if o is None:
+            return "not run"
+        if not o.ok:
+            return f"jitensor {o.status}"
+        if other is not None:
+            p = res.get(key, other)
+            if p is None or not p.ok:
+                return f"{other} {p.status if p else 'not run'}"
+        return ""
+
+    def speed_row(label, key, over, target):
+        if res.get(key, "jitensor") is None:
+            return
+        v = res.speedup(key, over)
+        rows.append([label, f"≥ {target:g}x", fmt(v, "x"), harness.pass_miss(v, target, True, why(key, over))])
+
+    def fmt(v, unit):
+        if v is None:
+            return ""
+        return f"{v:.2f}{unit}" if unit == "x" else f"{v:.0%}" if unit == "%" else f"{v:.2f} {unit}"
+
+    g = ours("gelu")
+    if g is not None:
+        frac = g.gbps * 1e9 / memcpy_bps if g.ok and memcpy_bps else None
+        rows.append(["GELU effective bandwidth vs memcpy", "≥ 70%",
+                     (f"{frac:.0%} ({g.gbps:.1f} of {memcpy_bps / 1e9:.1f} GB/s)" if frac is not None else ""),
+                     harness.pass_miss(frac, 0.70, True, why("gelu"))])
+    speed_row("GELU vs jax", "gelu", "jax", 5)
+    speed_row("softmax vs numpy", "softmax", "numpy", 8)
+    speed_row("softmax vs jax", "softmax", "jax", 3)
+    speed_row("layernorm vs numpy", "layernorm", "numpy", 12)
+    speed_row("layernorm vs numba", "layernorm", "numba", 1.2)
+    for key in sorted({r.case.key for r in res if r.case.key.startswith("sgemm")}, key=lambda k: int(k[5:])):
+        speed_row(f"sgemm {key[5:]}^3 vs numpy", key, "numpy", 0.9)
+    speed_row("matmul+bias+relu vs numpy", "mbr", "numpy", 1.2)
+    j, n = res.get("add", "jitensor"), res.get("add", "numpy")
+    if j is not None:
+        d = (j.median - n.median) * 1e6 if j.ok and n is not None and n.ok else None
+        rows.append(["call overhead (jitensor − numpy, 1000-element add)", "≤ 5 µs",
+                     f"{d:.2f} µs" if d is not None else "", harness.pass_miss(d, 5.0, False, why("add", "numpy"))])
+    disk = next((r for r in fc if r["mode"] == "disk"), None)
+    if disk is not None:
+        v = disk["first_call"] if disk["status"] == "ok" and "NOT" not in disk["note"] else None
+        result = (f"n/a ({disk['note'] or disk['status']})" if v is None else "pass" if v < 0.030 else "miss")
+        rows.append(["first call from the disk cache", "< 30 ms", harness.fmt_time(disk["first_call"]), result])
+    return rows
+
+
+TARGET_HEADER = ["target", "goal", "measured", "result"]
+
+
+# ============================================================================ main
+
+ALL = ("gelu", "softmax", "layernorm", "sgemm", "mbr", "overhead", "firstcall")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run of ~20 s")
+    ap.add_argument("--only", default="", help="comma-separated workloads: " + ",".join(ALL))
+    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--reps", type=int, default=None, help="timed rounds per case (default 9, quick 3)")
+    ap.add_argument("--section", default=None,
+                    help="RESULTS.md section to write (default: cpu; cpu-quick with --quick; cpu-partial with --only)")
+    args = ap.parse_args(argv)
+    only = set(ALL) if not args.only else {s.strip() for s in args.only.split(",") if s.strip()}
+    unknown = only - set(ALL)
+    if unknown:
+        ap.error(f"unknown workload(s) {', '.join(sorted(unknown))}; choose from {', '.join(ALL)}")
+    reps = args.reps or (3 if args.quick else 9)
+    section = args.section or ("cpu-quick" if args.quick else "cpu-partial" if args.only else "cpu")
+
+    t_start = time.perf_counter()
+    info = harness.machine_info()
+    for k, v in info.items():
+        print(f"{k:>9}: {v}")
+    memcpy_bps = harness.memcpy_bandwidth(runs=5 if args.quick else 9)
+    print(f"   memcpy: {memcpy_bps / 1e9:.1f} GB/s (np.copyto of 256 MiB, bytes read + written / median time)")
+
+    cases = make_cases(args.quick, only)
+    print(f"\nbenchmarks ({'quick' if args.quick else 'full'} sizes, up to {reps} interleaved rounds):")
+    res = harness.bench(cases, PEERS, reps=reps)
+
+    fc = []
+    if "firstcall" in only:
+        print("\nfirst call of gelu in a fresh process:")
+        fc = first_calls(list(PEERS))
+
+    try:
+        import numba
+        numba_layer = numba.threading_layer()
+    except Exception:  # noqa: BLE001
+        numba_layer = "n/a"
+
+    rows = harness.table_rows(res, memcpy_bps)
+    print()
+    print(harness.text_table(harness.TABLE_HEADER, rows))
+    g = res.get("gelu", "jitensor")
+    if g is not None and g.ok:
+        print(f"\nGELU jitensor effective bandwidth: {g.gbps:.1f} GB/s = {g.gbps * 1e9 / memcpy_bps:.0%} of memcpy "
+              f"({memcpy_bps / 1e9:.1f} GB/s)")
+    j, n = res.get("add", "jitensor"), res.get("add", "numpy")
+    overhead_line = ""
+    if j is not None and j.ok and n is not None and n.ok:
+        overhead_line = (f"cached-call overhead: jitensor {j.median * 1e6:.2f} µs − numpy {n.median * 1e6:.2f} µs "
+                         f"= {(j.median - n.median) * 1e6:.2f} µs per call")
+        print(overhead_line)
+    if fc:
+        print()
+        print(harness.text_table(FC_HEADER, firstcall_rows(fc)))
+    trows = targets(res, memcpy_bps, fc)
+    if trows:
+        print()
+        print(harness.text_table(TARGET_HEADER, trows))
+    total = time.perf_counter() - t_start
+    print(f"\ntotal {total:.0f} s")
+
+    if not args.no_write:
+        extra = {"memcpy bandwidth": f"{memcpy_bps / 1e9:.1f} GB/s (np.copyto of 256 MiB; bytes read + written)",
+                 "numba threading layer": numba_layer,
+                 "run": f"{'quick' if args.quick else 'full'} sizes, workloads {','.join(a for a in ALL if a in only)},"
+                        f" up to {reps} interleaved rounds per case, {total:.0f} s"}
+        parts = [f"## CPU: jitensor vs numpy, numexpr, numba, jax (`bench_cpu.py`{' --quick' if args.quick else ''})",
+                 "", harness.machine_info_markdown(info, extra), "",
+                 "Times are per call (median and min over the interleaved rounds); `vs numpy` = t_numpy / t_peer; "
+                 "`jitensor vs` = t_peer / t_jitensor (how many times faster jitensor is than that peer). "
+                 "`-` = the peer has no implementation of the workload.", "",
+                 harness.markdown_table(harness.TABLE_HEADER, rows)]
+        if overhead_line:
+            parts += ["", overhead_line + "."]
+        if fc:
+            parts += ["", f"### First call of gelu in a fresh process ({FIRSTCALL_N} float32 elements; "
+                      "measured inside the process, imports excluded)", "",
+                      harness.markdown_table(FC_HEADER, firstcall_rows(fc))]
+        if trows:
+            parts += ["", "### Targets", "", harness.markdown_table(TARGET_HEADER, trows)]
+        harness.write_section(section, "\n".join(parts))
+        print(f"wrote section '{section}' of {harness.RESULTS_MD}")
+
+
+if __name__ == "__main__":
+    main()
