@@ -119,21 +119,24 @@ class JitFunction:
 
     # -- the hot path
     def __call__(self, *args, **kwargs):
-        if self._simple and not kwargs and len(args) == self._nparams and all(type(a) is np.ndarray for a in args):
-            key = tuple((a.dtype, a.shape, a.strides) for a in args)
-            prog = self._programs.get(key)
-            if prog is not None:
-                self._info.hits += 1
-                return prog[1](prog[0].run(args))
-            leaves, tree, statics = list(args), ("tuple", ("A",) * len(args)), ()
-        else:
-            leaves, tree, statics = self._bind(args, kwargs)
-            key = (tree, statics, tuple(_leaf_spec(a) for a in leaves))
-            prog = self._programs.get(key)
-            if prog is not None:
-                self._info.hits += 1
-                arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in leaves]
-                return prog[1](prog[0].run(arrays))
+        if self._simple and not kwargs:
+            try:  # arrays and numpy scalars: the key is their (dtype, shape, strides)
+                key = tuple([(a.dtype, a.shape, a.strides) for a in args])
+            except AttributeError:
+                pass
+            else:
+                prog = self._programs.get(key)
+                if prog is not None:
+                    self._info.hits += 1
+                    return prog[1](prog[0].run(args))
+                if len(args) == self._nparams:
+                    return self._compile_and_run(key, list(args), ("tuple", ("A",) * len(args)), ())
+        leaves, tree, statics = self._bind(args, kwargs)
+        key = (tree, statics, tuple(_leaf_spec(a) for a in leaves))
+        prog = self._programs.get(key)
+        if prog is not None:
+            self._info.hits += 1
+            return prog[1](prog[0].run([a if type(a) is np.ndarray else np.asarray(a) for a in leaves]))
         return self._compile_and_run(key, leaves, tree, statics)
 
     def _bind(self, args, kwargs):
@@ -242,6 +245,9 @@ class JitFunction:
                 outs.append(numpy_api.node_of(v))
         graph = Graph(tuple(inputs), tuple(outs))
 
+        if out_tree == ("leaf", None) and outs[0].ndim > 0:
+            return graph, layouts, _first  # the common case, kept cheap: one array out
+
         def finish(arrays):
             vals = [a[()] if a.ndim == 0 else a for a in arrays]
             return _out_unflatten(out_tree, iter(vals))
@@ -262,6 +268,10 @@ class JitFunction:
         leaves, tree, statics = self._bind(args, kwargs)
         graph, layouts, _ = self._trace(leaves, tree, statics)
         return compile_graph(graph, layouts, name=self.fun.__qualname__, use_disk=False, keep_ir=True)
+
+
+def _first(arrays):
+    return arrays[0]
 
 
 def _out_flatten(x, leaves):

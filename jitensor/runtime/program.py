@@ -56,8 +56,9 @@ class Program:
 
     def run(self, arrays) -> list[np.ndarray]:
         tb = ffi.new(self._ctype)
+        fb = _from_buffer
         for slot, a in zip(self._inputs, arrays):
-            tb[slot] = _from_buffer(a) if a.flags.c_contiguous else ffi.cast("void *", a.ctypes.data)
+            tb[slot] = fb(a) if a.flags.c_contiguous else ffi.cast("void *", a.ctypes.data)
         for slot, _, p in self._consts:
             tb[slot] = p
         outs = []
