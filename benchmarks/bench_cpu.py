@@ -447,9 +447,9 @@ def main(argv=None):
     t_start = time.perf_counter()
     info = harness.machine_info()
     for k, v in info.items():
-        print(f"{k:>9}: {v}")
+        print(f"{k}: {v}")
     memcpy_bps = harness.memcpy_bandwidth(runs=5 if args.quick else 9)
-    print(f"   memcpy: {memcpy_bps / 1e9:.1f} GB/s (np.copyto of 256 MiB, bytes read + written / median time)")
+    print(f"memcpy: {memcpy_bps / 1e9:.1f} GB/s (np.copyto of 256 MiB, bytes read + written / median time)")
 
     cases = make_cases(args.quick, only)
     print(f"\nbenchmarks ({'quick' if args.quick else 'full'} sizes, up to {reps} interleaved rounds):")
@@ -481,11 +481,11 @@ def main(argv=None):
         print(overhead_line)
     if fc:
         print()
-        print(harness.text_table(FC_HEADER, firstcall_rows(fc)))
+        print(harness.text_table(FC_HEADER, firstcall_rows(fc), group=False))
     trows = targets(res, memcpy_bps, fc)
     if trows:
         print()
-        print(harness.text_table(TARGET_HEADER, trows))
+        print(harness.text_table(TARGET_HEADER, trows, group=False))
     total = time.perf_counter() - t_start
     print(f"\ntotal {total:.0f} s")
 

@@ -161,7 +161,12 @@ def _bench_case(case: Case, peers, reps, warmup, min_reps, verbose) -> list:
     if verbose:
         print(f"  {case.name} ...", end="", flush=True)
     t_case = time.perf_counter()
-    expected = case.fn(*case.args)
+    try:
+        expected = case.fn(*case.args)
+    except Exception as e:  # noqa: BLE001
+        if verbose:
+            print(" reference failed", flush=True)
+        return [Result(case, n, "ERROR", message=f"numpy reference failed: {_first_line(e)}") for n, _ in peers]
     results: dict[str, Result] = {}
     thunks: dict[str, Callable] = {}
     est: dict[str, float] = {}
@@ -321,10 +326,15 @@ def machine_info() -> dict:
                                 cwd=str(HERE), timeout=5).stdout.strip()
     except Exception:  # noqa: BLE001
         pass
+    try:
+        load = " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        load = "n/a"
     return {
         "date": _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu + (f" ({flags})" if flags else ""),
         "cores": f"{os.cpu_count()} logical, {usable} usable by this process",
+        "load average at start (1, 5, 15 min)": load,
         "python": platform.python_version(),
         "numpy": np.__version__ + (f" ({blas})" if blas else ""),
         "jitensor": _version("jitensor") + (f" (commit {commit})" if commit else ""),
@@ -380,12 +390,16 @@ def table_rows(results: Results, memcpy_bps: float | None = None) -> list[list[s
     return rows
 
 
-def text_table(header, rows) -> str:
+def text_table(header, rows, group: bool = True) -> str:
+    """A plain-text table; with `group`, a repeated first cell is blanked and groups are separated."""
     widths = [max(len(str(x)) for x in col) for col in zip(header, *rows)] if rows else [len(h) for h in header]
     line = lambda cells: "  ".join(str(c).ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
     out = [line(header), line(["-" * w for w in widths])]
     prev = None
     for row in rows:
+        if not group:
+            out.append(line(row))
+            continue
         if prev is not None and row[0] != prev and row[0]:
             out.append("")
         out.append(line([row[0] if row[0] != prev else ""] + list(row[1:])))

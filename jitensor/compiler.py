@@ -6,6 +6,8 @@ determines the machine code (see `cache_components`), so a new process reuses ob
 """
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import os
 import time
@@ -55,6 +57,21 @@ class Compiled:
         return "\n".join(parts)
 
 
+@functools.cache
+def compiler_fingerprint() -> str:
+    """Identifies this build of jitensor's own code (file sizes and mtimes): a changed compiler never
+    reuses machine code made by another, even without a version bump (editable installs)."""
+    root = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for dirpath, dirs, files in sorted(os.walk(root)):
+        dirs.sort()
+        for f in sorted(files):
+            if f.endswith(".py"):
+                st = os.stat(os.path.join(dirpath, f))
+                h.update(f"{os.path.relpath(os.path.join(dirpath, f), root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:16]
+
+
 def cache_components(graph: Graph, layouts, target, name: str) -> dict:
     import llvmlite
     from . import __version__
@@ -65,6 +82,7 @@ def cache_components(graph: Graph, layouts, target, name: str) -> dict:
         "layouts": [list(s) for s in layouts],
         "schedule": SCHEDULE_VERSION,
         "jitensor": __version__,
+        "compiler": compiler_fingerprint(),
         "llvmlite": llvmlite.__version__,
         "llvm": ".".join(map(str, binding().llvm_version_info)),
         "target": target.key(),

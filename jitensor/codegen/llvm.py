@@ -524,7 +524,10 @@ def _int_op(em: FnEmitter, op, x, y, t, signed):
 
 
 def parallel_extent(k: L.Kernel) -> int | None:
-    """The extent of a kernel's outermost loop if it is marked parallel."""
+    """The extent of a kernel's outermost loop if it is marked parallel (for templates: their own range)."""
+    if k.template and k.template[0] == "gemm":
+        p = dict(k.template[1])
+        return int(np.prod([b[0] for b in p["batch"]], dtype=np.int64)) * -(-p["M"] // 6)
     s = k.body
     return s.extent if isinstance(s, L.For) and s.kind == "parallel" else None
 
@@ -535,7 +538,9 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
     parallel loop (the runtime's threads call these)."""
     m = ir.Module(name=name)
     m.triple = target.triple
-    fns = [FnEmitter(m, k).emit() for k in kernels]
+    from .gemm import emit_gemm
+    fns = [emit_gemm(m, k, target) if k.template and k.template[0] == "gemm" else FnEmitter(m, k).emit()
+           for k in kernels]
 
     def loader(b, table):
         def slot(i):

@@ -152,6 +152,9 @@ class Kernel:
     buffers: tuple[Buffer, ...]
     body: Stmt
     outputs: tuple[str, ...] = field(default=())
+    # a code-generator template that implements `body` better than its loops (("gemm", params)); the body
+    # stays the reference semantics (dumps, interpreters)
+    template: tuple | None = None
 
     def __str__(self):
         return format_kernel(self)
@@ -177,7 +180,10 @@ def format_stmt(s: Stmt, ind: int = 1) -> list[str]:
 
 def format_kernel(k: Kernel) -> str:
     params = ", ".join(f"{b.name}: {b.dtype.name}[{b.size}]" for b in k.buffers)
-    return "\n".join([f"kernel {k.name}({params}):"] + format_stmt(k.body))
+    head = f"kernel {k.name}({params}):"
+    if k.template:
+        head += f"  # template {k.template[0]} {dict(k.template[1])}"
+    return "\n".join([head] + format_stmt(k.body))
 
 
 # -- smart constructors for index arithmetic (keep the IR small and readable)

@@ -125,6 +125,7 @@ class Lowerer:
         self.memo: dict = {}
         self.nest: _Nest | None = None
         self.nlocal = 0
+        self.template = None
 
     # -- expressions
     def expr_at(self, n: Node, idx: list[Expr]) -> Expr:
@@ -232,6 +233,7 @@ class Lowerer:
         self.checks = []
         self.memo = {}
         self.nest = None
+        self.template = None
         out = self.bufs.slots[id(n)]
         if n.op == "reduce":
             body = self._reduce(n, out)
@@ -245,7 +247,7 @@ class Lowerer:
             body = nest.build(self._with_checks([leaf]))
         self.nest = None
         used = sorted({b for b in self.bufs.slots.values() if _mentions(body, b.name)}, key=lambda b: b.slot)
-        return Kernel(f"k{k}_{n.op}", tuple(used), body, (out.name,))
+        return Kernel(f"k{k}_{n.op}", tuple(used), body, (out.name,), self.template)
 
     def _with_checks(self, stmts: list[Stmt]) -> Stmt:
         checks = [Check(c, code) for c, code in self.checks]
@@ -328,7 +330,29 @@ class Lowerer:
                                                      n.dtype)))
         row = Seq((For("j", nn, Store(out.name, oi, _zero(n.dtype))),
                    For("k", kk, self._with_checks([Decl("aik", av), upd]))))
+        self.template = _gemm_template(n, av, bv, out, batch, bidx) if not self.checks else None
         return bwrap(For("i", m, row))
+
+
+def _gemm_template(n: Node, av: Expr, bv: Expr, out: Buffer, batch, bidx):
+    """Parameters of the GEMM template when both operands are plain strided loads (float only)."""
+    from .schedule import affine
+    if n.dtype not in (np.float32, np.float64) or not isinstance(av, Load) or not isinstance(bv, Load):
+        return None
+    fa, fb = affine(av.index), affine(bv.index)
+    if fa is None or fb is None:
+        return None
+    bvars = [e.name if isinstance(e, Var) else None for e in bidx]
+    if set(fa) - {None, "i", "k", *bvars} or set(fb) - {None, "k", "j", *bvars}:
+        return None
+    cstr = c_strides(n.shape)
+    bat = tuple((int(ext), fa.get(v, 0), fb.get(v, 0), cstr[d]) for d, (ext, v) in enumerate(zip(batch, bvars))
+                if v is not None)
+    *_, m, nn = n.shape
+    params = (("M", m), ("N", nn), ("K", n.inputs[0].shape[-1]), ("dtype", n.dtype.name),
+              ("A", (av.buf, fa.get(None, 0), fa.get("i", 0), fa.get("k", 0))),
+              ("B", (bv.buf, fb.get(None, 0), fb.get("k", 0), fb.get("j", 0))), ("C", out.name), ("batch", bat))
+    return ("gemm", params)
 
 
 _ELEMENTWISE_CALLS = None

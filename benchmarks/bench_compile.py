@@ -1,0 +1,190 @@
+"""Compile-time and call-overhead benchmarks of jitensor.
+
+    python benchmarks/bench_compile.py            # writes section `jit` of RESULTS.md
+    python benchmarks/bench_compile.py --no-write
+
+1. First call of a 10-op elementwise function in a fresh process (`python -c`), with an empty cache
+   directory (cold compile), repeated `--runs` times (default 5), median; then the same again with the
+   cache directory that the cold runs filled (first call loaded from the disk cache). The time is measured
+   inside the process around the first call only (imports excluded).
+2. Cached-call overhead: per-call time of jitensor and of numpy on 1000-element float32 arrays for
+   functions of 1, 2 and 4 array arguments (median over batches of back-to-back calls), and the
+   difference jitensor − numpy.
+"""
+from __future__ import annotations
+
+import argparse
+import functools
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import harness  # noqa: E402
+from harness import Case  # noqa: E402
+
+
+def ten_ops(x, y):
+    a = x * y              # 1
+    b = a + 1.0            # 2
+    c = np.sin(b)          # 3
+    d = c - x              # 4
+    e = d * d              # 5
+    f = np.exp(-e)         # 6, 7
+    g = np.maximum(f, y)   # 8
+    return np.sqrt(g + 2.0)  # 9, 10
+
+
+def one_arg(x):
+    return x * 2.0
+
+
+def two_args(x, y):
+    return x + y
+
+
+def four_args(a, b, c, d):
+    return a * b + c * d
+
+
+FIRSTCALL_N = 4096
+
+FIRSTCALL_CODE = f"""
+import sys, time
+import numpy as np
+sys.path.insert(0, {str(harness.HERE)!r})
+from bench_compile import ten_ops
+import jitensor
+rng = np.random.default_rng(0)
+x = rng.standard_normal({FIRSTCALL_N}, dtype=np.float32)
+y = rng.standard_normal({FIRSTCALL_N}, dtype=np.float32)
+f = jitensor.jit(ten_ops)
+t0 = time.perf_counter()
+r = f(x, y)
+t = time.perf_counter() - t0
+t1 = time.perf_counter()
+f(x, y)
+t2 = time.perf_counter() - t1
+ci = f.cache_info()
+print(f"RESULT first_call={{t}}")
+print(f"RESULT second_call={{t2}}")
+print(f"RESULT disk_hits={{ci.disk_hits}}")
+print(f"RESULT correct={{int(np.allclose(r, ten_ops(x, y), rtol=1e-4, atol=1e-6))}}")
+"""
+
+IMPORT_CODE = """
+import time
+t0 = time.perf_counter()
+import jitensor
+print(f"RESULT import={time.perf_counter() - t0}")
+"""
+
+
+def first_call_runs(runs: int):
+    """Cold: a fresh cache directory per run. Disk: the directories the cold runs filled."""
+    dirs = [tempfile.mkdtemp(prefix="jitensor-bench-cache-") for _ in range(runs)]
+    out = {}
+    for mode in ("cold", "disk"):
+        vals, notes = [], []
+        for d in dirs:
+            res = harness.run_fresh(FIRSTCALL_CODE, env={"JITENSOR_CACHE_DIR": d, "JITENSOR_DISABLE_CACHE": ""})
+            if "error" in res:
+                notes.append(f"ERROR: {res['error']}")
+            elif not res.get("correct"):
+                notes.append("WRONG result")
+            else:
+                hit = res.get("disk_hits", 0) >= 1
+                if hit != (mode == "disk"):
+                    notes.append("disk-cache hit" if hit else "NOT loaded from the disk cache")
+                vals.append(res["first_call"])
+            print(f"  {mode}: {harness.fmt_time(res.get('first_call'))} {notes[-1] if notes else ''}".rstrip(),
+                  flush=True)
+        out[mode] = (vals, sorted(set(notes)))
+    imports = []
+    for _ in range(3):
+        res = harness.run_fresh(IMPORT_CODE)
+        if "import" in res:
+            imports.append(res["import"])
+    return out, imports
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--runs", type=int, default=5, help="fresh processes per first-call measurement (default 5)")
+    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    args = ap.parse_args(argv)
+    t_start = time.perf_counter()
+    info = harness.machine_info()
+    for k, v in info.items():
+        print(f"{k}: {v}")
+
+    print(f"\nfirst call of a 10-op elementwise function ({FIRSTCALL_N} float32), fresh processes:")
+    fc, imports = first_call_runs(args.runs)
+    fc_rows = []
+    for mode, label in (("cold", "cold compile (empty cache dir)"), ("disk", "load from the disk cache")):
+        vals, notes = fc[mode]
+        status = "; ".join(notes) if notes else "ok"
+        if vals:
+            fc_rows.append([label, harness.fmt_time(statistics.median(vals)), harness.fmt_time(min(vals)),
+                            harness.fmt_time(max(vals)), str(len(vals)), status])
+        else:
+            fc_rows.append([label, "", "", "", "0", status])
+    if imports:
+        fc_rows.append(["`import jitensor` (for reference)", harness.fmt_time(statistics.median(imports)),
+                        harness.fmt_time(min(imports)), harness.fmt_time(max(imports)), str(len(imports)), "ok"])
+    fc_header = ["first call", "median", "min", "max", "runs", "status"]
+
+    print("\ncached-call overhead (1000-element float32 arrays):")
+    rng = np.random.default_rng(0)
+    arrs = [rng.standard_normal(1000, dtype=np.float32) for _ in range(4)]
+    cases = [Case("1arg", "1 argument: x * 2.0", one_arg, tuple(arrs[:1]), rtol=1e-6, atol=0, inner=2000, budget_s=4),
+             Case("2arg", "2 arguments: x + y", two_args, tuple(arrs[:2]), rtol=1e-6, atol=0, inner=2000, budget_s=4),
+             Case("4arg", "4 arguments: a * b + c * d", four_args, tuple(arrs), rtol=1e-5, atol=1e-6, inner=2000,
+                  budget_s=4)]
+
+    def numpy_peer(case):
+        return functools.partial(case.fn, *case.args)
+
+    def jitensor_peer(case):
+        import jitensor
+        return functools.partial(jitensor.jit(case.fn), *case.args)
+
+    res = harness.bench(cases, {"numpy": numpy_peer, "jitensor": jitensor_peer}, reps=15)
+    ov_rows = []
+    for c in cases:
+        n, j = res.get(c.key, "numpy"), res.get(c.key, "jitensor")
+        d = (j.median - n.median) if n.ok and j.ok else None
+        ov_rows.append([c.name, harness.fmt_time(n.median) if n.ok else n.status,
+                        (harness.fmt_time(j.median) if j.ok else f"{j.status}: {j.message}"),
+                        f"{d * 1e6:.2f} µs" if d is not None else "",
+                        f"{len(j.times)} × {c.inner} calls" if j.ok else ""])
+    ov_header = ["function", "numpy per call", "jitensor per call", "jitensor − numpy", "samples"]
+
+    print()
+    print(harness.text_table(fc_header, fc_rows, group=False))
+    print()
+    print(harness.text_table(ov_header, ov_rows, group=False))
+    total = time.perf_counter() - t_start
+    print(f"\ntotal {total:.0f} s")
+
+    if not args.no_write:
+        parts = ["## jitensor compile time and call overhead (`bench_compile.py`)", "",
+                 harness.machine_info_markdown(info, {"run": f"{args.runs} fresh processes per first-call figure, "
+                                                             f"{total:.0f} s"}), "",
+                 f"### First call of a 10-op elementwise function in a fresh process ({FIRSTCALL_N} float32 elements)",
+                 "", "Measured inside the process around the first call only (imports excluded); cold = empty "
+                 "`JITENSOR_CACHE_DIR`, disk = the directory a cold run filled.", "",
+                 harness.markdown_table(fc_header, fc_rows), "",
+                 "### Cached-call overhead vs numpy (1000-element float32 arrays)", "",
+                 "Per-call time, median over batches of back-to-back calls (interleaved numpy, jitensor).", "",
+                 harness.markdown_table(ov_header, ov_rows)]
+        harness.write_section("jit", "\n".join(parts))
+        print(f"wrote section 'jit' of {harness.RESULTS_MD}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,221 @@
+"""The matmul template: packed-B, register-blocked GEMM emitted directly as vector LLVM IR.
+
+C[b] = A[b] @ B[b] for float32/float64. The kernel's range [begin, end) counts row tiles of MR
+rows over all batches, so the runtime can split it across threads. Per batch and per
+(NC columns x KC depth) block, B is packed into zero-padded panels of NR = 2 vectors, then each
+MR x NR tile of C is computed in 2*MR vector registers with FMAs and added to (or stored into) C.
+All strides are compile-time constants (shapes and layouts are specialized), so A and B may be
+transposed or strided views without a copy.
+"""
+from __future__ import annotations
+
+import numpy as np
+from llvmlite import ir
+
+from .llvm import F32, I32, I64, PTR, VOID, ty
+
+MR = 6
+
+
+def _c(v):
+    return ir.Constant(I64, int(v))
+
+
+class _Loop:
+    """for iv in [start, stop) step `step` with a bottom test; `with` yields the induction variable."""
+
+    def __init__(self, b: ir.IRBuilder, fn, start, stop, step=1, name="l"):
+        self.b, self.fn, self.start, self.stop, self.step, self.name = b, fn, start, stop, step, name
+
+    def __enter__(self):
+        b = self.b
+        self.pre = b.block
+        self.body = self.fn.append_basic_block(f"{self.name}.body")
+        self.exit = self.fn.append_basic_block(f"{self.name}.exit")
+        b.cbranch(b.icmp_signed("<", self.start, self.stop), self.body, self.exit)
+        b.position_at_end(self.body)
+        self.iv = b.phi(I64, name=self.name)
+        self.iv.add_incoming(self.start, self.pre)
+        return self.iv
+
+    def __exit__(self, *exc):
+        b = self.b
+        nxt = b.add(self.iv, _c(self.step))
+        self.iv.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, self.stop), self.body, self.exit)
+        b.position_at_end(self.exit)
+
+
+def _min(b, x, y):
+    return b.select(b.icmp_signed("<", x, y), x, y)
+
+
+def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
+    p = dict(kernel.template[1])
+    dt = np.dtype(p["dtype"])
+    T = ty(dt)
+    W = (target.vector_bits // 8) // dt.itemsize
+    V = ir.VectorType(T, W)
+    NR = 2 * W
+    M, N, K = p["M"], p["N"], p["K"]
+    KC = 256
+    NC = max(NR, min(-(-N // NR) * NR, (512 * 1024 // (KC * dt.itemsize)) // NR * NR))
+    TM = -(-M // MR)
+    a_buf, a_off, sa_i, sa_k = p["A"]
+    b_buf, b_off, sb_k, sb_j = p["B"]
+    c_buf = p["C"]
+    batch = p["batch"]  # [(extent, sa, sb, sc)]
+
+    names = [bf.name for bf in kernel.buffers]
+    fn = ir.Function(m, ir.FunctionType(VOID, [PTR] * (len(names) + 1) + [I64, I64]), name=kernel.name)
+    fn.linkage = "internal"
+    for a in fn.args[:-2]:
+        a.add_attribute("noalias")
+    ptr = dict(zip(names, fn.args[1:]))
+    begin, end = fn.args[-2:]
+    b = ir.IRBuilder(fn.append_basic_block("entry"))
+
+    malloc = m.globals.get("malloc") or ir.Function(m, ir.FunctionType(PTR, [I64]), name="malloc")
+    free = m.globals.get("free") or ir.Function(m, ir.FunctionType(VOID, [PTR]), name="free")
+    fma = m.globals.get(f"llvm.fma.v{W}{'f32' if T == F32 else 'f64'}") or ir.Function(
+        m, ir.FunctionType(V, [V, V, V]), name=f"llvm.fma.v{W}{'f32' if T == F32 else 'f64'}")
+    item = dt.itemsize
+    bp = b.call(malloc, [_c(KC * NC * item + 64)])
+    tile = None
+
+    def gep(base, idx):
+        return b.gep(base, [idx], inbounds=True, source_etype=T)
+
+    def batch_offsets(bt):
+        offs = [_c(0), _c(0), _c(0)]
+        rem = bt
+        for d in range(len(batch) - 1, -1, -1):
+            ext, sa, sb, sc = batch[d]
+            i = b.urem(rem, _c(ext)) if d else rem
+            rem = b.udiv(rem, _c(ext)) if d else rem
+            offs = [b.add(o, b.mul(i, _c(s))) for o, s in zip(offs, (sa, sb, sc))]
+        return offs
+
+    zero = ir.Constant(V, [0.0] * W)
+    undef = ir.Constant(V, ir.Undefined)
+    splat_mask = ir.Constant(ir.VectorType(I32, W), [0] * W)
+    first_bt = b.udiv(begin, _c(TM))
+    last_bt = b.add(b.udiv(b.sub(end, _c(1)), _c(TM)), _c(1))
+    with _Loop(b, fn, first_bt, last_bt, name="bt") as bt:
+        oa, ob, oc = batch_offsets(bt)
+        t0 = b.select(b.icmp_signed(">", begin, b.mul(bt, _c(TM))), begin, b.mul(bt, _c(TM)))
+        t1 = _min(b, end, b.mul(b.add(bt, _c(1)), _c(TM)))
+        with _Loop(b, fn, _c(0), _c(N), NC, name="jc") as jc:
+            nc = _min(b, _c(NC), b.sub(_c(N), jc))
+            npan = b.udiv(b.add(nc, _c(NR - 1)), _c(NR))
+            with _Loop(b, fn, _c(0), _c(K), KC, name="pc") as pc:
+                kc = _min(b, _c(KC), b.sub(_c(K), pc))
+                # pack B[pc:pc+kc, jc:jc+nc] into panels [p][k][NR], zero-padding columns past N
+                with _Loop(b, fn, _c(0), npan, name="pp") as pp:
+                    with _Loop(b, fn, _c(0), kc, name="pk") as pk:
+                        with _Loop(b, fn, _c(0), _c(NR), name="pcol") as col:
+                            j = b.add(b.add(jc, b.mul(pp, _c(NR))), col)
+                            inb = b.icmp_signed("<", j, _c(N))
+                            jj = b.select(inb, j, _c(0))
+                            src = b.add(b.add(b.add(_c(b_off), ob), b.mul(b.add(pc, pk), _c(sb_k))), b.mul(jj, _c(sb_j)))
+                            v = b.load(gep(ptr[b_buf], src), typ=T, align=item)
+                            v = b.select(inb, v, ir.Constant(T, 0.0))
+                            dst = b.add(b.mul(b.add(b.mul(pp, kc), pk), _c(NR)), col)
+                            b.store(v, gep(bp, dst), align=item)
+                first = b.icmp_signed("==", pc, _c(0))
+                with _Loop(b, fn, t0, t1, name="t") as t:
+                    i0 = b.mul(b.sub(t, b.mul(bt, _c(TM))), _c(MR))
+                    mr = _min(b, _c(MR), b.sub(_c(M), i0))
+                    with _Loop(b, fn, _c(0), npan, name="jp") as jp:
+                        j0 = b.add(jc, b.mul(jp, _c(NR)))
+                        ncols = _min(b, _c(NR), b.sub(_c(N), j0))
+                        panel = b.mul(b.mul(jp, kc), _c(NR))
+                        _micro(b, fn, fma, V, W, T, item, ptr[a_buf], bp, ptr[c_buf], splat_mask, undef, zero, tile,
+                               a_row=lambda r: b.add(b.add(_c(a_off), oa), b.mul(b.add(i0, _c(r)), _c(sa_i))),
+                               a_k=lambda k: b.mul(b.add(pc, k), _c(sa_k)), kc=kc, panel=panel, mr=mr,
+                               c0=b.add(b.add(oc, b.mul(i0, _c(N))), j0), ldc=N,
+                               ncols=ncols, first=first, NR=NR)
+    b.call(free, [bp])
+    b.ret_void()
+    return fn
+
+
+def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, tile, *, a_row, a_k, kc, panel, mr, c0,
+           ldc, ncols, first, NR):
+    """One MR x NR tile: 2*MR accumulators over kc steps; rows past `mr` are computed but not written."""
+    # rows past the matrix edge re-read row 0 of the tile (always in bounds); their results are dropped
+    arow = [a_row(0)] + [b.select(b.icmp_signed("<", _c(r), mr), a_row(r), a_row(0)) for r in range(1, MR)]
+
+    def c_at(r):
+        return b.add(c0, _c(r * ldc))
+    pre = b.block
+    body = fn.append_basic_block("uk.body")
+    done = fn.append_basic_block("uk.done")
+    b.cbranch(b.icmp_signed("<", _c(0), kc), body, done)
+    b.position_at_end(body)
+    k = b.phi(I64, name="uk")
+    k.add_incoming(_c(0), pre)
+    accs = []
+    for r in range(MR):
+        row = []
+        for v in range(2):
+            ph = b.phi(V)
+            ph.add_incoming(zero, pre)
+            row.append(ph)
+        accs.append(row)
+    boff = b.add(panel, b.mul(k, _c(NR)))
+    bv = [b.load(b.gep(bp, [b.add(boff, _c(v * W))], inbounds=True, source_etype=T), typ=V, align=item)
+          for v in range(2)]
+    ak = a_k(k)
+    new = []
+    for r in range(MR):
+        a = b.load(b.gep(A, [b.add(arow[r], ak)], inbounds=True, source_etype=T), typ=T, align=item)
+        av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(I32, 0)), undef, splat_mask)
+        new.append([b.call(fma, [av, bv[v], accs[r][v]]) for v in range(2)])
+    k1 = b.add(k, _c(1))
+    k.add_incoming(k1, b.block)
+    for r in range(MR):
+        for v in range(2):
+            accs[r][v].add_incoming(new[r][v], b.block)
+    b.cbranch(b.icmp_signed("<", k1, kc), body, done)
+    b.position_at_end(done)
+    res = []
+    for r in range(MR):
+        row = []
+        for v in range(2):
+            ph = b.phi(V)
+            ph.add_incoming(zero, pre)
+            ph.add_incoming(new[r][v], body)
+            row.append(ph)
+        res.append(row)
+    # write back: full tiles with vector ops, edge tiles through the spill area
+    full = b.and_(b.icmp_signed("==", ncols, _c(NR)), b.icmp_signed("==", mr, _c(MR)))
+    with b.if_else(full) as (then, other):
+        with then:
+            for r in range(MR):
+                for v in range(2):
+                    addr = b.gep(C, [b.add(c_at(r), _c(v * W))], inbounds=True, source_etype=T)
+                    old = b.load(addr, typ=V, align=item)
+                    val = b.select(first, res[r][v], b.fadd(old, res[r][v]))
+                    b.store(val, addr, align=item)
+        with other:  # edge tile: masked vector loads/stores (masked-off lanes are never touched)
+            sfx = f"v{W}{'f32' if T == F32 else 'f64'}"
+            mt = ir.VectorType(ir.IntType(1), W)
+            mstore = fn.module.globals.get(f"llvm.masked.store.{sfx}.p0") or ir.Function(
+                fn.module, ir.FunctionType(VOID, [V, PTR, I32, mt]), name=f"llvm.masked.store.{sfx}.p0")
+            mload = fn.module.globals.get(f"llvm.masked.load.{sfx}.p0") or ir.Function(
+                fn.module, ir.FunctionType(V, [PTR, I32, mt, V]), name=f"llvm.masked.load.{sfx}.p0")
+            lanes = ir.Constant(ir.VectorType(I64, W), list(range(W)))
+            for r in range(MR):
+                for v in range(2):
+                    lim = b.sub(ncols, _c(v * W))
+                    limv = b.shuffle_vector(b.insert_element(ir.Constant(ir.VectorType(I64, W), ir.Undefined), lim,
+                                                             ir.Constant(I32, 0)),
+                                            ir.Constant(ir.VectorType(I64, W), ir.Undefined), splat_mask)
+                    mask = b.icmp_signed("<", lanes, limv)
+                    rowok = b.icmp_signed("<", _c(r), mr)
+                    mask = b.select(rowok, mask, ir.Constant(mt, [0] * W))
+                    addr = b.gep(C, [b.add(c_at(r), _c(v * W))], source_etype=T)
+                    old = b.call(mload, [addr, ir.Constant(I32, item), mask, zero])
+                    val = b.select(first, res[r][v], b.fadd(old, res[r][v]))
+                    b.call(mstore, [val, addr, ir.Constant(I32, item), mask])
