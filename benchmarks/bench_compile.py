@@ -4,9 +4,9 @@
     python benchmarks/bench_compile.py --no-write
 
 1. First call of a 10-op elementwise function in a fresh process (`python -c`), with an empty cache
-   directory (cold compile), repeated `--runs` times (default 5), median; then the same again with the
-   cache directory that the cold runs filled (first call loaded from the disk cache). The time is measured
-   inside the process around the first call only (imports excluded).
+   directory (cold compile), each followed by a fresh process with the directory it filled (first call
+   loaded from the disk cache); `--runs` pairs (default 5), median of each. The time is measured inside
+   the process around the first call only (imports excluded).
 2. Cached-call overhead: per-call time of jitensor and of numpy on 1000-element float32 arrays for
    functions of 1, 2 and 4 array arguments (median over batches of back-to-back calls), and the
    difference jitensor − numpy.
@@ -85,25 +85,29 @@ print(f"RESULT import={time.perf_counter() - t0}")
 
 
 def first_call_runs(runs: int):
-    """Cold: a fresh cache directory per run. Disk: the directories the cold runs filled."""
-    dirs = [tempfile.mkdtemp(prefix="jitensor-bench-cache-") for _ in range(runs)]
-    out = {}
-    for mode in ("cold", "disk"):
-        vals, notes = [], []
-        for d in dirs:
+    """Per run: a fresh process with a fresh, empty cache directory (cold), then a fresh process with the
+    directory it filled (disk). Back to back, so that an edit of jitensor in between spoils one pair only."""
+    out = {"cold": ([], []), "disk": ([], [])}
+    for _ in range(runs):
+        d = tempfile.mkdtemp(prefix="jitensor-bench-cache-")
+        for mode in ("cold", "disk"):
+            vals, notes = out[mode]
             res = harness.run_fresh(FIRSTCALL_CODE, env={"JITENSOR_CACHE_DIR": d, "JITENSOR_DISABLE_CACHE": ""})
+            note = ""
             if "error" in res:
-                notes.append(f"ERROR: {res['error']}")
+                note = f"ERROR: {res['error']}"
             elif not res.get("correct"):
-                notes.append("WRONG result")
+                note = "WRONG result"
             else:
                 hit = res.get("disk_hits", 0) >= 1
                 if hit != (mode == "disk"):
-                    notes.append("disk-cache hit" if hit else "NOT loaded from the disk cache")
-                vals.append(res["first_call"])
-            print(f"  {mode}: {harness.fmt_time(res.get('first_call'))} {notes[-1] if notes else ''}".rstrip(),
-                  flush=True)
-        out[mode] = (vals, sorted(set(notes)))
+                    note = "unexpected disk-cache hit" if hit else "NOT loaded from the disk cache"
+                if mode == "cold" or hit:
+                    vals.append(res["first_call"])
+            if note:
+                notes.append(note)
+            print(f"  {mode}: {harness.fmt_time(res.get('first_call'))} {note}".rstrip(), flush=True)
+    out = {k: (v, sorted(set(n))) for k, (v, n) in out.items()}
     imports = []
     for _ in range(3):
         res = harness.run_fresh(IMPORT_CODE)
@@ -118,6 +122,7 @@ def main(argv=None):
     ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
+    stamp = harness.source_stamp()
     info = harness.machine_info()
     for k, v in info.items():
         print(f"{k}: {v}")
@@ -170,11 +175,15 @@ def main(argv=None):
     print(harness.text_table(ov_header, ov_rows, group=False))
     total = time.perf_counter() - t_start
     print(f"\ntotal {total:.0f} s")
+    edited = harness.edited_note(stamp)
+    if edited:
+        print(f"WARNING: {edited}")
 
     if not args.no_write:
         parts = ["## jitensor compile time and call overhead (`bench_compile.py`)", "",
                  harness.machine_info_markdown(info, {"run": f"{args.runs} fresh processes per first-call figure, "
                                                              f"{total:.0f} s"}), "",
+                 *([f"**Warning**: {edited}.", ""] if edited else []),
                  f"### First call of a 10-op elementwise function in a fresh process ({FIRSTCALL_N} float32 elements)",
                  "", "Measured inside the process around the first call only (imports excluded); cold = empty "
                  "`JITENSOR_CACHE_DIR`, disk = the directory a cold run filled.", "",

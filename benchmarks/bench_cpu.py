@@ -445,6 +445,7 @@ def main(argv=None):
     section = args.section or ("cpu-quick" if args.quick else "cpu-partial" if args.only else "cpu")
 
     t_start = time.perf_counter()
+    stamp = harness.source_stamp()
     info = harness.machine_info()
     for k, v in info.items():
         print(f"{k}: {v}")
@@ -488,6 +489,9 @@ def main(argv=None):
         print(harness.text_table(TARGET_HEADER, trows, group=False))
     total = time.perf_counter() - t_start
     print(f"\ntotal {total:.0f} s")
+    edited = harness.edited_note(stamp)
+    if edited:
+        print(f"WARNING: {edited}")
 
     if not args.no_write:
         extra = {"memcpy bandwidth": f"{memcpy_bps / 1e9:.1f} GB/s (np.copyto of 256 MiB; bytes read + written)",
@@ -495,7 +499,10 @@ def main(argv=None):
                  "run": f"{'quick' if args.quick else 'full'} sizes, workloads {','.join(a for a in ALL if a in only)},"
                         f" up to {reps} interleaved rounds per case, {total:.0f} s"}
         parts = [f"## CPU: jitensor vs numpy, numexpr, numba, jax (`bench_cpu.py`{' --quick' if args.quick else ''})",
-                 "", harness.machine_info_markdown(info, extra), "",
+                 "", harness.machine_info_markdown(info, extra), ""]
+        if edited:
+            parts += [f"**Warning**: {edited}.", ""]
+        parts += [
                  "Times are per call (median and min over the interleaved rounds); `vs numpy` = t_numpy / t_peer; "
                  "`jitensor vs` = t_peer / t_jitensor (how many times faster jitensor is than that peer). "
                  "`-` = the peer has no implementation of the workload.", "",

@@ -345,6 +345,34 @@ def machine_info() -> dict:
     }
 
 
+def source_stamp() -> str:
+    """A stamp of jitensor's source files (names, sizes, mtimes): compare the stamps taken at the start and
+    the end of a run to tell whether the package was edited while the run went on."""
+    import hashlib
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec("jitensor")
+        root = Path(spec.origin).parent
+    except Exception:  # noqa: BLE001
+        return ""
+    h = hashlib.sha256()
+    for p in sorted(root.rglob("*.py")):
+        try:
+            st = p.stat()
+        except OSError:
+            continue
+        h.update(f"{p.relative_to(root)}:{st.st_size}:{st.st_mtime_ns};".encode())
+    return h.hexdigest()[:12]
+
+
+def edited_note(stamp_start: str) -> str:
+    """A warning when jitensor's sources changed since `stamp_start` (empty otherwise)."""
+    if stamp_start and source_stamp() != stamp_start:
+        return ("jitensor's source files changed while this run went on: figures may mix two versions, "
+                "and disk-cache entries of the older version are not reused")
+    return ""
+
+
 def machine_info_markdown(info: dict, extra: dict | None = None) -> str:
     rows = dict(info)
     rows.update(extra or {})

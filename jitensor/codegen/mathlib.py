@@ -399,6 +399,10 @@ _COEF = {
         (0.5, 0.1666666567325592, 0.04166646674275398, 0.008333639241755009, 0.0013934954768046737, 0.0001967187854461372,),
         (0.5000000000000001, 0.1666666666666667, 0.041666666666648824, 0.008333333333328443, 0.0013888888897114057, 0.0001984126986540061, 2.480157177634297e-05, 2.7557267154393024e-06, 2.7570127924908787e-07, 2.5100578517507546e-08, 1.7052385154434256e-09,),
     ),
+    "EXPM1_W": (
+        (0.5, 0.1666666716337204, 0.041666675359010696, 0.008333266712725163, 0.0013887991663068533, 0.00019865320064127445, 2.508317083993461e-05, 2.507027375031612e-06,),
+        (0.49999999999999994, 0.16666666666666663, 0.041666666666669405, 0.008333333333336013, 0.001388888888848761, 0.0001984126983670216, 2.4801587562608778e-05, 2.7557322270762968e-06, 2.7557235370584085e-07, 2.5051159679823602e-08, 2.0889688593344525e-09, 1.6197646448123085e-10, 1.0732032646986927e-11,),
+    ),
     "LOG_T": (
         (0.6666677594184875, 0.39977556467056274, 0.29872027039527893,),
         (0.6666666666666735, 0.39999999999409, 0.2857142874383069, 0.22222198408023575, 0.18183573739993575, 0.15313789631031105, 0.1479875145070658,),
@@ -468,10 +472,15 @@ def _exp_core(e: _E, x, koff=0):
 
 
 def _expm1_core(e: _E, x):
-    """e^x - 1 = 2 * (t*em1 + (t - 1/2)), t = 2^(k-1): one rounding, no cancellation
-    (for k = 0 it is em1 itself), and t cannot overflow for k <= 1024."""
-    ki, r = _exp_reduce(e, x)
-    em1 = _expm1_r(e, r)
+    """e^x - 1 for clamped x.  k = trunc(x/ln2), so r in (-ln2, ln2) has the sign of x
+    and 2^k e^r - 1 never cancels (k >= 1 -> result >= 1, k <= -1 -> result <= -1/2);
+    then 2 * (t*em1 + (t - 1/2)), t = 2^(k-1): one rounding, em1 itself for k = 0."""
+    kf = e.intr("trunc", e.mul(x, e.k.log2e))
+    ki = e.isub(e.bits(e.add(kf, e.k.shifter)), _f2i(e.k.shifter, e.dbl))
+    hi, lo = e.k.ln2
+    r = e.fma(kf, -lo, e.fma(kf, -hi, x))
+    z = e.mul(r, r)
+    em1 = e.fma(z, e.poly(r, _cf(e, "EXPM1_W"), x2=z), r)
     t = e.pow2i(e.isub(ki, 1))
     return e.mul(e.fma(t, em1, e.sub(t, 0.5)), 2.0)
 
@@ -529,27 +538,31 @@ def _sinh_small(e: _E, a):
     return e.fma(e.mul(a, z), e.poly(z, _cf(e, "SINH_S")), a)
 
 
-def _half_exp(e: _E, a):
-    """e^a / 2 for a >= 0 without premature overflow."""
-    ac = e.min_c(a, _EXP_HI[e.dbl] + 1.5)
-    return _exp_core(e, ac, koff=-1)
+def _quarter_exp(e: _E, a):
+    """e^a / 4 = S (1 + em1), S = 2^(k-2) exact, for 0 <= a <= 89.5 / 710.6 (S stays
+    finite; the final doubling overflows to inf where sinh/cosh do)."""
+    ac = e.min_c(a, 89.5 if not e.dbl else 710.6)
+    ki, r = _exp_reduce(e, ac)
+    return e.pow2i(e.isub(ki, 2)), _expm1_r(e, r)
 
 
 def _f_sinh(e: _E, x):
-    """sinh: |x| < 1 odd minimax polynomial; else h - 1/(4h), h = e^|x|/2.
-    Max error 2 ulp / 2 ulp."""
+    """sinh: |x| < 1 odd minimax polynomial; else 2 (H - 1/(16H)), H = e^|x|/4 kept as
+    S + S*em1 so the large term is rounded only once.  Max error 1 ulp / 1 ulp."""
     a = e.abs(x)
-    h = _half_exp(e, a)
-    big = e.sub(h, e.div(0.25, h))
+    S, em1 = _quarter_exp(e, a)
+    q = e.div(0.0625, e.fma(S, em1, S))
+    big = e.mul(e.fma(S, em1, e.sub(S, q)), 2.0)
     res = e.sel(e.lt(a, 1.0), _sinh_small(e, a), big)
     return e.copysign(res, x)
 
 
 def _f_cosh(e: _E, x):
-    """cosh = h + 1/(4h), h = e^|x|/2 (no cancellation).  Max error 2 ulp / 2 ulp."""
-    h = _half_exp(e, e.abs(x))
-    return e.add(h, e.div(0.25, h))
-
+    """cosh = 2 (H + 1/(16H)), H = e^|x|/4 as for sinh (no cancellation).
+    Max error 1 ulp / 1 ulp."""
+    S, em1 = _quarter_exp(e, e.abs(x))
+    q = e.div(0.0625, e.fma(S, em1, S))
+    return e.mul(e.fma(S, em1, e.add(S, q)), 2.0)
 
 # ---------------------------------------------------------------------------
 # log family
