@@ -21,6 +21,10 @@ under a key that is the sha256 of these components (`jitensor.compiler.cache_com
 ``jitensor``, ``llvmlite``, ``llvm``
     The versions that generated the code: upgrading any of them misses (code generation or the
     object format may have changed).
+``compiler``
+    A fingerprint of jitensor's own source files (path, size and mtime of each ``.py`` file,
+    ``compiler.compiler_fingerprint``): a changed or reinstalled jitensor misses even without a
+    version bump (editable installs, local patches).
 ``target``
     The host's triple, CPU name and CPU features: a cache directory shared with another machine
     (a network home directory) never runs code built for a CPU with other instructions.

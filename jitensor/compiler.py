@@ -23,7 +23,7 @@ from .loop.schedule import default_schedule
 from .runtime.program import Program
 
 log = logging.getLogger("jitensor")
-SCHEDULE_VERSION = "default-2"
+SCHEDULE_VERSION = "default-3"
 
 
 @dataclass

@@ -85,6 +85,9 @@ class FnEmitter:
         self.b = ir.IRBuilder(self.entry)
         self.vars: dict[str, ir.Value] = {}
         self.locals: dict[str, tuple] = {}
+        self.vec = None          # (var, lanes, scalar iv) while emitting a vectorized loop body
+        self.vlocals: dict[str, tuple] = {}  # vector accumulators of that loop
+        self.scalar_index = False
         self.err = self.b.alloca(I32, name="err")
         self.b.store(ir.Constant(I32, 0), self.err)
 
@@ -105,6 +108,9 @@ class FnEmitter:
                 self.stmt(x)
         elif isinstance(s, L.For):
             if s.extent <= 0:
+                return
+            if s.lanes > 1 and self.vec is None:
+                self.vector_for(s)
                 return
             if s.kind == "parallel":  # runs [begin, end) of its range; the runtime splits it across threads
                 start, stop = self.range
@@ -133,7 +139,10 @@ class FnEmitter:
         elif isinstance(s, L.Store):
             memo = {}
             v = self.expr(s.value, memo)
-            self.store(s.buf, self.expr(s.index, memo), v)
+            if self.vec is not None:
+                self.vstore(s.buf, s.index, v)
+            else:
+                self.store(s.buf, self.expr(s.index, memo), v)
         elif isinstance(s, L.Decl):
             v = self.expr(s.init, {})
             slot = self.locals.get(s.name)
@@ -144,10 +153,12 @@ class FnEmitter:
                 self.locals[s.name] = slot = (ptr, s.init.dtype)
             b.store(v, slot[0])
         elif isinstance(s, L.Assign):
-            ptr, _ = self.locals[s.name]
+            ptr, _ = self.vlocals.get(s.name) or self.locals[s.name]
             b.store(self.expr(s.value, {}), ptr)
         elif isinstance(s, L.Check):
             c = self.expr(s.cond, {})
+            if isinstance(c.type, ir.VectorType):
+                c = self.intrinsic("llvm.vector.reduce.or", I1, [c])
             old = b.load(self.err)
             b.store(b.select(c, ir.Constant(I32, s.code), old), self.err)
         else:
@@ -179,16 +190,23 @@ class FnEmitter:
                 return ir.Constant(t, int(e.value) & ((1 << t.width) - 1))
             return ir.Constant(t, float(e.value))
         if isinstance(e, L.Var):
+            if self.vec is not None and e.name == self.vec[0] and not self.scalar_index:
+                return self.iota()
             return self.vars[e.name]
         if isinstance(e, L.LocalRef):
+            if e.name in self.vlocals:
+                ptr, t = self.vlocals[e.name]
+                return b.load(ptr, typ=t)
             ptr, dt = self.locals[e.name]
             return b.load(ptr, typ=ty(dt))
         if isinstance(e, L.Load):
+            if self.vec is not None and not self.scalar_index:
+                return self.vload(e, memo)
             dt = self.bufdt[e.buf]
             v = b.load(self.addr(e.buf, self.expr(e.index, memo)), typ=mem_ty(dt), align=np.dtype(dt).itemsize)
             return b.trunc(v, I1) if dt.kind == "b" else v
         if isinstance(e, L.Idx):
-            x, y = self.expr(e.a, memo), self.expr(e.b, memo)
+            x, y = self.same_lanes([self.expr(e.a, memo), self.expr(e.b, memo)])
             op = e.op
             if op == "add":
                 return b.add(x, y)
@@ -211,9 +229,143 @@ class FnEmitter:
         if isinstance(e, L.Cast):
             return emit_cast(self, self.expr(e.x, memo), e.x.dtype, e.dtype)
         if isinstance(e, L.Call):
-            args = [self.expr(a, memo) for a in e.args]
-            return emit_call(self, e.op, args, [a.dtype for a in e.args], e.dtype)
+            args = self.same_lanes([self.expr(a, memo) for a in e.args])
+            r = emit_call(self, e.op, args, [a.dtype for a in e.args], e.dtype)
+            return self.same_lanes([r, args[0]])[0] if args else r
         raise CompileError(f"cannot generate code for expression {e!r}")
+
+    # -- vector mode
+    def splat(self, v, n):
+        b = self.b
+        vt = ir.VectorType(v.type, n)
+        if isinstance(v, ir.Constant):
+            return ir.Constant(vt, v.constant)
+        z = ir.Constant(ir.VectorType(I32, n), [0] * n)
+        return b.shuffle_vector(b.insert_element(ir.Constant(vt, ir.Undefined), v, ir.Constant(I32, 0)),
+                                ir.Constant(vt, ir.Undefined), z)
+
+    def same_lanes(self, vals):
+        n = max((v.type.count for v in vals if isinstance(v.type, ir.VectorType)), default=0)
+        if not n:
+            return vals
+        return [v if isinstance(v.type, ir.VectorType) else self.splat(v, n) for v in vals]
+
+    def iota(self):
+        name, n, iv = self.vec
+        return self.b.add(self.splat(iv, n), ir.Constant(ir.VectorType(I64, n), list(range(n))))
+
+    def scalar_expr(self, e):
+        """An index expression with the vector variable at its first lane (scalar)."""
+        saved, self.scalar_index = self.scalar_index, True
+        try:
+            return self.expr(e, {})
+        finally:
+            self.scalar_index = saved
+
+    def _coef(self, index):
+        from ..loop.schedule import affine
+        f = affine(index)
+        return None if f is None else f.get(self.vec[0], 0)
+
+    def vload(self, e: L.Load, memo):
+        b = self.b
+        dt = self.bufdt[e.buf]
+        n = self.vec[1]
+        c = self._coef(e.index)
+        if c == 0:  # invariant in the vector loop: one scalar load
+            v = b.load(self.addr(e.buf, self.scalar_expr(e.index)), typ=mem_ty(dt), align=dt.itemsize)
+            return b.trunc(v, I1) if dt.kind == "b" else v
+        if c == 1:  # contiguous: one vector load
+            v = b.load(self.addr(e.buf, self.scalar_expr(e.index)), typ=ir.VectorType(mem_ty(dt), n),
+                       align=dt.itemsize)
+            return b.trunc(v, ir.VectorType(I1, n)) if dt.kind == "b" else v
+        idx = self.expr(e.index, memo)  # gather, lane by lane
+        out = ir.Constant(ir.VectorType(mem_ty(dt), n), ir.Undefined)
+        for i in range(n):
+            li = b.extract_element(idx, ir.Constant(I32, i))
+            out = b.insert_element(out, b.load(self.addr(e.buf, li), typ=mem_ty(dt), align=dt.itemsize),
+                                   ir.Constant(I32, i))
+        return b.trunc(out, ir.VectorType(I1, n)) if dt.kind == "b" else out
+
+    def vstore(self, buf, index, v):
+        b = self.b
+        dt = self.bufdt[buf]
+        n = self.vec[1]
+        (v,) = self.same_lanes([v, ir.Constant(ir.VectorType(I1, n), [0] * n)])[:1]
+        if dt.kind == "b":
+            v = b.zext(v, ir.VectorType(I8, n))
+        if self._coef(index) == 1:
+            b.store(v, self.addr(buf, self.scalar_expr(index)), align=dt.itemsize)
+            return
+        idx = self.expr(index, {})
+        if not isinstance(idx.type, ir.VectorType):
+            idx = self.splat(idx, n)
+        for i in range(n):
+            b.store(b.extract_element(v, ir.Constant(I32, i)), self.addr(buf, b.extract_element(idx, ir.Constant(I32, i))),
+                    align=dt.itemsize)
+
+    def vector_for(self, s: L.For):
+        """A loop marked with lanes > 1: a vector main loop, horizontal reductions of the accumulators it
+        updates, then a scalar tail; `parallel` loops take their bounds from the kernel's range."""
+        b = self.b
+        n = s.lanes
+        if s.kind == "parallel":
+            start, stop = self.range
+        else:
+            start, stop = ir.Constant(I64, 0), ir.Constant(I64, s.extent)
+        count = b.sub(stop, start)
+        main_end = b.add(start, b.mul(b.udiv(count, ir.Constant(I64, n)), ir.Constant(I64, n)))
+        accs = _accumulators(s.body)
+        for name, op in accs.items():  # vector accumulators start at the combine op's identity
+            ptr, dt = self.locals[name]
+            t = ir.VectorType(ty(dt), n)
+            with b.goto_block(self.entry):
+                b.position_at_start(self.entry)
+                vptr = b.alloca(t, name=f"{name}.v")
+            b.store(ir.Constant(t, _identity(op, dt)), vptr)
+            self.vlocals[name] = (vptr, t)
+        pre = b.block
+        body = self.fn.append_basic_block(f"{s.var}.vbody")
+        after = self.fn.append_basic_block(f"{s.var}.vexit")
+        b.cbranch(b.icmp_signed("<", start, main_end), body, after)
+        b.position_at_end(body)
+        iv = b.phi(I64, name=f"{s.var}.v")
+        iv.add_incoming(start, pre)
+        self.vec = (s.var, n, iv)
+        saved = self.vars.get(s.var)
+        self.vars[s.var] = iv
+        self.stmt(s.body)
+        self.vec = None
+        nxt = b.add(iv, ir.Constant(I64, n))
+        iv.add_incoming(nxt, b.block)
+        b.cbranch(b.icmp_signed("<", nxt, main_end), body, after)
+        b.position_at_end(after)
+        for name, op in accs.items():  # fold the lanes into the scalar accumulator
+            vptr, t = self.vlocals.pop(name)
+            ptr, dt = self.locals[name]
+            v = b.load(vptr, typ=t)
+            while v.type.count > 1:
+                h = v.type.count // 2
+                lo = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, h), list(range(h))))
+                hi = b.shuffle_vector(v, v, ir.Constant(ir.VectorType(I32, h), list(range(h, 2 * h))))
+                v = emit_call(self, op, [lo, hi], [dt, dt], dt)
+            v = b.extract_element(v, ir.Constant(I32, 0))
+            b.store(emit_call(self, op, [b.load(ptr, typ=ty(dt)), v], [dt, dt], dt), ptr)
+        # scalar tail
+        tail = self.fn.append_basic_block(f"{s.var}.tail")
+        done = self.fn.append_basic_block(f"{s.var}.exit")
+        pre = b.block
+        b.cbranch(b.icmp_signed("<", main_end, stop), tail, done)
+        b.position_at_end(tail)
+        tv = b.phi(I64, name=s.var)
+        tv.add_incoming(main_end, pre)
+        self.vars[s.var] = tv
+        self.stmt(s.body)
+        tn = b.add(tv, ir.Constant(I64, 1))
+        tv.add_incoming(tn, b.block)
+        b.cbranch(b.icmp_signed("<", tn, stop), tail, done)
+        b.position_at_end(done)
+        self.vars[s.var] = saved
 
     # -- helpers for op emission
     def intrinsic(self, name, ret, args):
@@ -225,6 +377,12 @@ class FnEmitter:
 
     def libm(self, name, args):
         t = args[0].type
+        if isinstance(t, ir.VectorType):  # no vector variant: call per lane
+            out = ir.Constant(t, ir.Undefined)
+            for i in range(t.count):
+                lane = [self.b.extract_element(a, ir.Constant(I32, i)) for a in args]
+                out = self.b.insert_element(out, self.libm(name, lane), ir.Constant(I32, i))
+            return out
         full = name + ("f" if t == F32 else "")
         fn = self.m.globals.get(full)
         if fn is None:
@@ -233,8 +391,52 @@ class FnEmitter:
         return self.b.call(fn, args)
 
 
+COMBINE_OPS = ("reduce_add", "reduce_mul", "maximum", "minimum", "logical_or", "logical_and")
+
+
+def _accumulators(body) -> dict:
+    """Locals a vectorizable loop body updates as `acc = combine(acc, x)`: name -> combine op."""
+    out = {}
+    stack = [body]
+    while stack:
+        s = stack.pop()
+        if isinstance(s, L.Seq):
+            stack.extend(s.body)
+        elif isinstance(s, L.Assign):
+            out[s.name] = s.value.op
+    return out
+
+
+def _identity(op, dt):
+    dt = np.dtype(dt)
+    if op == "reduce_add":
+        return 0 if dt.kind != "f" else 0.0
+    if op == "reduce_mul":
+        return 1 if dt.kind != "f" else 1.0
+    if op in ("logical_or",):
+        return 0
+    if op in ("logical_and",):
+        return 1
+    if dt.kind == "f":
+        return float("-inf") if op == "maximum" else float("inf")
+    if dt.kind == "b":
+        return int(op == "minimum")
+    info = np.iinfo(dt)
+    v = info.min if op == "maximum" else info.max
+    return v & ((1 << (8 * dt.itemsize)) - 1)
+
+
 def fconst(t, v):
     return ir.Constant(t, v)
+
+
+def like(v, t):
+    """Scalar type `t`, or a vector of `t` with as many lanes as value `v`."""
+    return ir.VectorType(t, v.type.count) if isinstance(v.type, ir.VectorType) else t
+
+
+def elem(t):
+    return t.element if isinstance(t, ir.VectorType) else t
 
 
 def emit_cast(em: FnEmitter, v, src: np.dtype, dst: np.dtype):
@@ -242,7 +444,7 @@ def emit_cast(em: FnEmitter, v, src: np.dtype, dst: np.dtype):
     src, dst = np.dtype(src), np.dtype(dst)
     if src == dst:
         return v
-    st, dt_ = ty(src), ty(dst)
+    st, dt_ = like(v, ty(src)), like(v, ty(dst))
     if dst.kind == "b":
         if src.kind == "f":
             return b.fcmp_unordered("!=", v, fconst(st, 0.0))  # NaN is truthy
@@ -256,9 +458,9 @@ def emit_cast(em: FnEmitter, v, src: np.dtype, dst: np.dtype):
     if src.kind == "f":
         return _float_to_int(em, v, st, dst)
     # int -> int
-    if dt_.width < st.width:
+    if elem(dt_).width < elem(st).width:
         return b.trunc(v, dt_)
-    if dt_.width > st.width:
+    if elem(dt_).width > elem(st).width:
         return b.sext(v, dt_) if src.kind == "i" else b.zext(v, dt_)
     return v
 
@@ -266,20 +468,20 @@ def emit_cast(em: FnEmitter, v, src: np.dtype, dst: np.dtype):
 def _float_to_int(em, v, st, dst):
     """numpy on x86: C casts compiled to cvtt*2si; NaN/out-of-range give INT_MIN of the 32/64-bit convert."""
     b = em.b
-    dt_ = ty(dst)
+    dt_ = like(v, ty(dst))
     if dst.kind == "u" and dst.itemsize == 8:
         big = fconst(st, 2.0 ** 63)
-        hi = b.xor(_cvtt(em, b.fsub(v, big), st, 64), ir.Constant(I64, 1 << 63))
+        hi = b.xor(_cvtt(em, b.fsub(v, big), st, 64), ir.Constant(like(v, I64), 1 << 63))
         lo = _cvtt(em, v, st, 64)
         return b.select(b.fcmp_ordered(">=", v, big), hi, lo)
     width = 64 if dst.itemsize == 8 or (dst.kind == "u" and dst.itemsize == 4) else 32
     r = _cvtt(em, v, st, width)
-    return b.trunc(r, dt_) if dt_.width < width else r
+    return b.trunc(r, dt_) if elem(dt_).width < width else r
 
 
 def _cvtt(em, v, st, width):
     b = em.b
-    it = ir.IntType(width)
+    it = like(v, ir.IntType(width))
     lim = 2.0 ** (width - 1)
     ok = b.and_(b.fcmp_ordered(">=", v, fconst(st, -lim)), b.fcmp_ordered("<", v, fconst(st, lim)))
     safe = b.select(ok, v, fconst(st, 0.0))  # keep fptosi away from poison
@@ -320,9 +522,9 @@ def _bool_op(b, op, x, y):
     if op in ("less", "less_equal", "greater", "greater_equal"):
         return b.icmp_unsigned(_FCMP[op], x, y)
     if op in ("isnan", "isinf", "signbit"):
-        return ir.Constant(I1, 0)
+        return ir.Constant(like(x, I1), 0)
     if op == "isfinite":
-        return ir.Constant(I1, 1)
+        return ir.Constant(like(x, I1), 1)
     raise CompileError(f"op {op} on bool is not implemented in the code generator")
 
 
@@ -400,7 +602,7 @@ def _float_op(em: FnEmitter, op, x, y, args, t):
     if op == "isfinite":
         return b.fcmp_ordered("<", em.intrinsic("llvm.fabs", None, [x]), fconst(t, float("inf")))
     if op == "signbit":
-        it = ir.IntType(t.width if hasattr(t, "width") else (32 if t == F32 else 64))
+        it = like(x, ir.IntType(32 if elem(t) == F32 else 64))
         return b.icmp_signed("<", b.bitcast(x, it), ir.Constant(it, 0))
     if op == "logical_not":
         return b.fcmp_ordered("==", x, zero)
@@ -435,6 +637,7 @@ def transcendental(em: FnEmitter, op, args):
 def _int_op(em: FnEmitter, op, x, y, t, signed):
     b = em.b
     zero, one = ir.Constant(t, 0), ir.Constant(t, 1)
+    bits = elem(t).width
     cmp = b.icmp_signed if signed else b.icmp_unsigned
     if op in ("add", "reduce_add"):
         return b.add(x, y)
@@ -462,7 +665,7 @@ def _int_op(em: FnEmitter, op, x, y, t, signed):
         bad = b.icmp_unsigned("==", y, zero)
         if signed:  # INT_MIN / -1 overflows (UB in LLVM): numpy gives INT_MIN (and 0 for the remainder)
             bad = b.or_(bad, b.and_(b.icmp_signed("==", y, ir.Constant(t, -1)),
-                                    b.icmp_signed("==", x, ir.Constant(t, 1 << (t.width - 1)))))
+                                    b.icmp_signed("==", x, ir.Constant(t, 1 << (bits - 1)))))
         ys = b.select(bad, one, y)
         if op == "floor_divide":
             if not signed:
@@ -481,7 +684,7 @@ def _int_op(em: FnEmitter, op, x, y, t, signed):
             r = b.select(adj, b.add(r, ys), r)
         return b.select(bad, zero, r)
     if op in ("left_shift", "right_shift"):
-        width = ir.Constant(t, t.width)
+        width = ir.Constant(t, bits)
         inrange = b.icmp_unsigned("<", y, width)  # negative shift counts are huge unsigned: out of range
         ys = b.select(inrange, y, zero)
         if op == "left_shift":
@@ -491,7 +694,7 @@ def _int_op(em: FnEmitter, op, x, y, t, signed):
         return b.select(inrange, b.lshr(x, ys), zero)
     if op == "power":  # square-and-multiply over the exponent's bits, branch-free
         r, base = one, x
-        for bit in range(t.width - 1 if signed else t.width):
+        for bit in range(bits - 1 if signed else bits):
             on = b.icmp_unsigned("!=", b.and_(y, ir.Constant(t, 1 << bit)), zero)
             r = b.select(on, b.mul(r, base), r)
             base = b.mul(base, base)
@@ -512,9 +715,9 @@ def _int_op(em: FnEmitter, op, x, y, t, signed):
         nz = b.icmp_unsigned("!=", x, zero)
         return b.select(nz, (b.sdiv if signed else b.udiv)(one, b.select(nz, x, one)), zero)
     if op in ("isnan", "isinf", "signbit"):
-        return b.icmp_signed("<", x, zero) if op == "signbit" and signed else ir.Constant(I1, 0)
+        return b.icmp_signed("<", x, zero) if op == "signbit" and signed else ir.Constant(like(x, I1), 0)
     if op == "isfinite":
-        return ir.Constant(I1, 1)
+        return ir.Constant(like(x, I1), 1)
     raise CompileError(f"op {op} on {'signed' if signed else 'unsigned'} integers is not implemented in the "
                        "code generator")
 

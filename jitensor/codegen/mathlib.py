@@ -478,9 +478,12 @@ def _expm1_core(e: _E, x):
     kf = e.intr("trunc", e.mul(x, e.k.log2e))
     ki = e.isub(e.bits(e.add(kf, e.k.shifter)), _f2i(e.k.shifter, e.dbl))
     hi, lo = e.k.ln2
-    r = e.fma(kf, -lo, e.fma(kf, -hi, x))
+    r1 = e.fma(kf, -hi, x)                    # exact
+    rl = e.mul(kf, -lo)
+    r = e.add(r1, rl)                         # reduced argument, rounded
     z = e.mul(r, r)
-    em1 = e.fma(z, e.poly(r, _cf(e, "EXPM1_W"), x2=z), r)
+    # em1 = r1 + (rl + r^2 P(r)): the leading part stays exact, one full-size rounding
+    em1 = e.add(r1, e.fma(z, e.poly(r, _cf(e, "EXPM1_W"), x2=z), rl))
     t = e.pow2i(e.isub(ki, 1))
     return e.mul(e.fma(t, em1, e.sub(t, 0.5)), 2.0)
 
@@ -511,25 +514,44 @@ def _f_expm1(e: _E, x):
     return e.sel(e.eq(x, 0.0), x, res)          # keep -0
 
 
+def _div_fix(e: _E, q, num, D, Dlo, rD):
+    """Refine q ~ num / (D + Dlo): q + (num - q D - q Dlo) / D, with 1/D ~ rD.  Removes
+    the rounding of D and of the division (the residual of a division is exact)."""
+    t = e.fma(e.neg(q), Dlo, e.fma(e.neg(q), D, num))
+    return e.fma(t, rD, q)
+
+
 def _f_sigmoid(e: _E, x):
     """sigmoid = 1/(1+exp(-x)): with E = exp(-|x|) in (0, 1], x >= 0 -> 1/(1+E),
-    x < 0 -> E/(1+E) (no overflow, denormal tail kept).  One division.
-    Max error 2 ulp / 2 ulp."""
+    x < 0 -> E/(1+E) (no overflow, denormal tail kept); one division, refined with the
+    exact residual (1/D is q or 1-q).  Max error 1 ulp / 1 ulp."""
     a = e.abs(x)
     ac = e.min_c(a, -_EXP_LO[e.dbl])
     E = _exp_core(e, e.neg(ac))
-    num = e.sel(e.lt(x, 0.0), E, 1.0)
-    return e.div(num, e.add(E, 1.0))
+    neg = e.lt(x, 0.0)
+    num = e.sel(neg, E, 1.0)
+    D = e.add(E, 1.0)
+    Dlo = e.add(e.sub(1.0, D), E)                  # exact (Fast2Sum, E <= 1)
+    q = e.div(num, D)
+    return _div_fix(e, q, num, D, Dlo, e.sel(neg, e.sub(1.0, q), q))
 
 
 def _f_tanh(e: _E, x):
-    """tanh(|x|) = E/(E+2), E = expm1(2|x|) (no cancellation near 0, relative error
-    of E damped by 2/(E+2) <= 1); |x| clamped where tanh rounds to 1; sign copied.
-    One division.  Max error 2 ulp / 2 ulp."""
+    """tanh(|x|) from E = expm1(2|x|) (no cancellation near 0; E's relative error is
+    damped by 2/(E+2) <= 1): E <= 2 -> E/(E+2), else 1 - 2/(E+2).  One division,
+    refined with its exact residual (1/D from the quotient itself); |x| clamped where
+    tanh rounds to 1; sign copied.  Max error 1 ulp / 1 ulp."""
     a = e.abs(x)
     ac = e.min_c(a, 10.0 if not e.dbl else 20.0)
     E = _expm1_core(e, e.add(ac, ac))
-    return e.copysign(e.div(E, e.add(E, 2.0)), x)
+    big = e.gt(E, 2.0)
+    D = e.add(E, 2.0)
+    Dlo = e.add(e.sub(2.0, D), E)                  # exact for E >= 0: D - 2 and E - (D - 2) are
+    num = e.sel(big, 2.0, E)
+    q = e.div(num, D)
+    rD = e.fma(q, e.sel(big, 0.5, -0.5), e.sel(big, 0.0, 0.5))    # 1/D = q/2 or (1-q)/2
+    q = _div_fix(e, q, num, D, Dlo, rD)
+    return e.copysign(e.sel(big, e.sub(1.0, q), q), x)
 
 
 def _sinh_small(e: _E, a):

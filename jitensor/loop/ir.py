@@ -163,7 +163,8 @@ class Kernel:
 def format_stmt(s: Stmt, ind: int = 1) -> list[str]:
     p = "  " * ind
     if isinstance(s, For):
-        tag = "" if s.kind == "serial" else f"  # {s.kind}" + (f" x{s.lanes}" if s.lanes > 1 else "")
+        tags = ([s.kind] if s.kind != "serial" else []) + ([f"vector x{s.lanes}"] if s.lanes > 1 else [])
+        tag = f"  # {', '.join(tags)}" if tags else ""
         return [f"{p}for {s.var} in 0..{s.extent}:{tag}"] + format_stmt(s.body, ind + 1)
     if isinstance(s, Seq):
         return [line for b in s.body for line in format_stmt(b, ind)]

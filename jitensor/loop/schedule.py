@@ -220,8 +220,79 @@ def _size(e, depth=0) -> int:
     return 0
 
 
+COMBINE_OPS = ("reduce_add", "reduce_mul", "maximum", "minimum", "logical_or", "logical_and")
+
+
+def _refs(e, name) -> int:
+    if isinstance(e, LocalRef):
+        return int(e.name == name)
+    if isinstance(e, (tuple, list)):
+        return sum(_refs(x, name) for x in e)
+    if hasattr(e, "__dataclass_fields__") and not isinstance(e, (Const, Var)):
+        return sum(_refs(getattr(e, f), name) for f in e.__dataclass_fields__ if f != "dtype")
+    return 0
+
+
+def vector_lanes(loop: For, vector_bits: int) -> int:
+    """Lanes for vectorizing `loop` (an innermost loop), or 1 when it cannot be: every store must be contiguous
+    in the loop variable and every local update a reduction `acc = combine(acc, x)` (vector accumulators)."""
+    body = loop.body
+    stmts = list(body.body) if isinstance(body, Seq) else [body]
+    sizes = []
+    for st in stmts:
+        if isinstance(st, (For, Decl)):
+            return 1
+        if isinstance(st, Store):
+            f = affine(st.index)
+            if f is None or f.get(loop.var, 0) != 1:
+                return 1
+            sizes.append(st.value.dtype.itemsize)
+        elif isinstance(st, Assign):
+            v = st.value
+            if not (isinstance(v, Call) and v.op in COMBINE_OPS and isinstance(v.args[0], LocalRef)
+                    and v.args[0].name == st.name and _refs(v.args[1], st.name) == 0):
+                return 1
+            if any(_refs(o, st.name) for o in stmts if o is not st):
+                return 1
+    sizes += [e.dtype.itemsize for e in _load_exprs(stmts)]
+    lanes = max(1, vector_bits // 8 // max(1, min(sizes or [4])))
+    lanes = min(lanes, 16)
+    return lanes if loop.extent >= lanes and lanes > 1 else 1
+
+
+def _load_exprs(x):
+    if isinstance(x, Load):
+        return [x]
+    if isinstance(x, (tuple, list)):
+        return [e for y in x for e in _load_exprs(y)]
+    if hasattr(x, "__dataclass_fields__") and not isinstance(x, (Const, Var, LocalRef)):
+        return [e for f in x.__dataclass_fields__ if f != "dtype" for e in _load_exprs(getattr(x, f))]
+    return []
+
+
+def vectorize_innermost(s: Stmt, vector_bits: int) -> Stmt:
+    if isinstance(s, Seq):
+        return Seq(tuple(vectorize_innermost(x, vector_bits) for x in s.body))
+    if isinstance(s, For):
+        if not _has_loop(s.body):
+            lanes = vector_lanes(s, vector_bits)
+            return replace(s, lanes=lanes) if lanes > 1 else s
+        return replace(s, body=vectorize_innermost(s.body, vector_bits))
+    return s
+
+
+def _has_loop(s) -> bool:
+    if isinstance(s, For):
+        return True
+    if isinstance(s, Seq):
+        return any(_has_loop(x) for x in s.body)
+    return False
+
+
 def default_schedule(k: Kernel, target=None) -> Kernel:
     body = collapse(k.body)
     if isinstance(body, For) and body.extent > 1 and parallel_legal(body):
         body = replace(body, kind="parallel")
+    if target is not None and k.template is None:
+        body = vectorize_innermost(body, target.vector_bits)
     return replace(k, body=body)

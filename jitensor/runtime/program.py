@@ -51,6 +51,7 @@ class Program:
             par = ext is not None and w >= PARALLEL_MIN_WORK
             big |= par
             grain = max(1, ext // 64) if ext and w // max(ext, 1) < 64 else 1  # tiny rows: chunk by many rows
+            grain = -(-grain // k.body.lanes) * k.body.lanes if ext and not k.template else grain
             self._parts.append((ffi.cast("void(*)(void **, int64_t, int64_t)", addr), ext or 0, par, grain))
         self._parallel = big and pool().n > 1
 

@@ -147,17 +147,38 @@ def copy_cache(src: Path, dst: Path) -> Path:
 SHAPE = [3, 4]
 
 
-@pytest.fixture(scope="module")
+def build_fingerprint() -> str:
+    """The `compiler` key component, recomputed now (it changes whenever a jitensor .py file is edited)."""
+    from jitensor import compiler
+    fp = getattr(compiler, "compiler_fingerprint", None)
+    return fp.__wrapped__() if fp is not None else ""
+
+
+_MEMO: dict = {}
+
+
+def memo(name, make):
+    """`make()` once per jitensor build: a scenario stored earlier is stale once someone edits jitensor,
+    since its entries were keyed on the old `compiler` fingerprint."""
+    k = (name, build_fingerprint())
+    if k not in _MEMO:
+        _MEMO[k] = make()
+    return _MEMO[k]
+
+
+@pytest.fixture
 def stored(tmp_path_factory):
-    """A module dir and a cache dir in which one process stored f and g for float64[3,4]."""
-    base = tmp_path_factory.mktemp("stored")
-    moddir = write_module(base / "mod")
-    cache_dir = base / "cache"
-    out = run_child(moddir, cache_dir, [["f", SHAPE], ["g", SHAPE]])
-    assert [c["disk_hits"] for c in out["calls"]] == [0, 0]
-    assert out["cache_warnings"] == [] and out["other_jitensor_warnings"] == []
-    assert len(jtk_files(cache_dir)) == 2
-    return moddir, cache_dir
+    """A module dir and a cache dir in which one process stored f and g for float64[3,4] (read-only: copy it)."""
+    def make():
+        base = tmp_path_factory.mktemp("stored")
+        moddir = write_module(base / "mod")
+        cache_dir = base / "cache"
+        out = run_child(moddir, cache_dir, [["f", SHAPE], ["g", SHAPE]])
+        assert [c["disk_hits"] for c in out["calls"]] == [0, 0]
+        assert out["cache_warnings"] == [] and out["other_jitensor_warnings"] == []
+        assert len(jtk_files(cache_dir)) == 2
+        return moddir, cache_dir
+    return memo("stored", make)
 
 
 # ----------------------------------------------------------------------------- hits and misses
@@ -217,6 +238,18 @@ def test_disabled_cache_writes_nothing(tmp_path, how):
     assert [c["disk_hits"] for c in out["calls"]] == [0, 0]
     assert out["cache_warnings"] == []
     assert not d.exists()  # not even the directory or stats.json
+
+
+@pytest.mark.xfail(strict=True, reason="BUG: api.JitFunction reads JITENSOR_DISABLE_CACHE as 'any non-empty value' "
+                                       "while diskcache (and so `jitensor cache info`) treats 0/false/no/off as not "
+                                       "set: with JITENSOR_DISABLE_CACHE=0 the CLI says enabled but the JIT never "
+                                       "uses the disk")
+def test_disable_cache_zero_means_enabled(tmp_path):
+    moddir = write_module(tmp_path / "mod")
+    d = tmp_path / "cache"
+    run_child(moddir, d, [["f", SHAPE]], JITENSOR_DISABLE_CACHE="0")
+    assert DiskCache(str(d)).enabled
+    assert len(jtk_files(d)) == 1
 
 
 # ----------------------------------------------------------------------------- damaged entries
@@ -282,16 +315,18 @@ def _replace_entry(d: Path, key: str, payload: bytes):
     assert c.load(key).payload == payload
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def unloadable(stored, tmp_path_factory):
     """Two processes in turn, on a cache whose entry for f verifies but holds an object without entry points."""
-    moddir, src = stored
-    d = copy_cache(src, tmp_path_factory.mktemp("unloadable") / "cache")
-    key = entry_of(d, "f")["key"]
-    _replace_entry(d, key, _object_without_entry_points())
-    first = run_child(moddir, d, [["f", SHAPE]])  # run_child asserts exit status 0 and a correct result
-    second = run_child(moddir, d, [["f", SHAPE]])
-    return d, key, first, second
+    def make():
+        moddir, src = stored
+        d = copy_cache(src, tmp_path_factory.mktemp("unloadable") / "cache")
+        key = entry_of(d, "f")["key"]
+        _replace_entry(d, key, _object_without_entry_points())
+        first = run_child(moddir, d, [["f", SHAPE]])  # run_child asserts exit status 0 and a correct result
+        second = run_child(moddir, d, [["f", SHAPE]])
+        return d, key, first, second
+    return memo("unloadable", make)
 
 
 def _all_warnings(out):
@@ -327,6 +362,9 @@ def test_entry_that_is_not_an_object_file_does_not_crash(stored, tmp_path):
     moddir, src = stored
     d = copy_cache(src, tmp_path / "cache")
     # The exact key the JIT computes for f(float64[3,4], float64[3,4]), through the public API.
+    from jitensor import compiler
+    if hasattr(compiler, "compiler_fingerprint"):
+        compiler.compiler_fingerprint.cache_clear()  # as a fresh process computes it now
     sys.path.insert(0, str(moddir))
     try:
         import importlib
