@@ -89,12 +89,21 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     def batch_offsets(bt):
         offs = [_c(0), _c(0), _c(0)]
         rem = bt
+        idx = [None] * len(batch)
         for d in range(len(batch) - 1, -1, -1):
             ext, sa, sb, sc = batch[d]
             i = b.urem(rem, _c(ext)) if d else rem
             rem = b.udiv(rem, _c(ext)) if d else rem
+            idx[d] = i
             offs = [b.add(o, b.mul(i, _c(s))) for o, s in zip(offs, (sa, sb, sc))]
-        return offs
+        return offs, idx
+
+    epilogue = p.get("epilogue")
+    em = None
+    if epilogue is not None:
+        from .llvm import FnEmitter
+        em = FnEmitter.attach(m, kernel, fn, b, ptr)
+        bvar_names = p["bvars"]
 
     zero = ir.Constant(V, [0.0] * W)
     undef = ir.Constant(V, ir.Undefined)
@@ -102,7 +111,10 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     first_bt = b.udiv(begin, _c(TM))
     last_bt = b.add(b.udiv(b.sub(end, _c(1)), _c(TM)), _c(1))
     with _Loop(b, fn, first_bt, last_bt, name="bt") as bt:
-        oa, ob, oc = batch_offsets(bt)
+        (oa, ob, oc), bidx = batch_offsets(bt)
+        if em is not None:
+            for name, v in zip(bvar_names, bidx):
+                em.vars[name] = v
         t0 = b.select(b.icmp_signed(">", begin, b.mul(bt, _c(TM))), begin, b.mul(bt, _c(TM)))
         t1 = _min(b, end, b.mul(b.add(bt, _c(1)), _c(TM)))
         with _Loop(b, fn, _c(0), _c(N), NC, name="jc") as jc:
@@ -123,6 +135,7 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
                             dst = b.add(b.mul(b.add(b.mul(pp, kc), pk), _c(NR)), col)
                             b.store(v, gep(bp, dst), align=item)
                 first = b.icmp_signed("==", pc, _c(0))
+                last = b.icmp_signed(">=", b.add(pc, _c(KC)), _c(K))
                 with _Loop(b, fn, t0, t1, name="t") as t:
                     i0 = b.mul(b.sub(t, b.mul(bt, _c(TM))), _c(MR))
                     mr = _min(b, _c(MR), b.sub(_c(M), i0))
@@ -134,14 +147,15 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
                                a_row=lambda r: b.add(b.add(_c(a_off), oa), b.mul(b.add(i0, _c(r)), _c(sa_i))),
                                a_k=lambda k: b.mul(b.add(pc, k), _c(sa_k)), kc=kc, panel=panel, mr=mr,
                                c0=b.add(b.add(oc, b.mul(i0, _c(N))), j0), ldc=N,
-                               ncols=ncols, first=first, NR=NR)
+                               ncols=ncols, first=first, NR=NR,
+                               epi=None if em is None else (em, epilogue, last, i0, j0, M, N))
     b.call(free, [bp])
     b.ret_void()
     return fn
 
 
 def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, tile, *, a_row, a_k, kc, panel, mr, c0,
-           ldc, ncols, first, NR):
+           ldc, ncols, first, NR, epi):
     """One MR x NR tile: 2*MR accumulators over kc steps; rows past `mr` are computed but not written."""
     # rows past the matrix edge re-read row 0 of the tile (always in bounds); their results are dropped
     arow = [a_row(0)] + [b.select(b.icmp_signed("<", _c(r), mr), a_row(r), a_row(0)) for r in range(1, MR)]
@@ -197,7 +211,7 @@ def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, tile, *
                     addr = b.gep(C, [b.add(c_at(r), _c(v * W))], inbounds=True, source_etype=T)
                     old = b.load(addr, typ=V, align=item)
                     val = b.select(first, res[r][v], b.fadd(old, res[r][v]))
-                    b.store(val, addr, align=item)
+                    b.store(_epilogue(b, epi, val, r, v, W, edge=False), addr, align=item)
         with other:  # edge tile: masked vector loads/stores (masked-off lanes are never touched)
             sfx = f"v{W}{'f32' if T == F32 else 'f64'}"
             mt = ir.VectorType(ir.IntType(1), W)
@@ -218,4 +232,44 @@ def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, tile, *
                     addr = b.gep(C, [b.add(c_at(r), _c(v * W))], source_etype=T)
                     old = b.call(mload, [addr, ir.Constant(I32, item), mask, zero])
                     val = b.select(first, res[r][v], b.fadd(old, res[r][v]))
+                    val = _epilogue(b, epi, val, r, v, W, edge=True)
                     b.call(mstore, [val, addr, ir.Constant(I32, item), mask])
+
+
+def _epilogue(b, epi, val, r, v, W, edge):
+    """Apply the fused elementwise epilogue to a finished vector of C (rows i0+r, columns j0+v*W...): the
+    kernel's loop-IR expression, emitted in vector mode with its matmul operand bound to `val`. Edge tiles
+    clamp indices so that lanes past the matrix read in bounds (their results are masked off)."""
+    if epi is None:
+        return val
+    em, expr, last, i0, j0, M, N = epi
+    from ..loop import ir as L
+    i = b.add(i0, _c(r))
+    if edge:
+        i = _min(b, i, _c(M - 1))
+        expr = _clamp_j(expr, N - 1)
+    em.vars["i"] = i
+    em.vars["j"] = b.add(j0, _c(v * W))
+    em.bound["mm"] = val
+    em.vec = ("j", W, em.vars["j"])
+    try:
+        out = em.expr(expr, {})
+    finally:
+        em.vec = None
+    (out,) = em.same_lanes([out, val])[:1]
+    return b.select(last, out, val)
+
+
+def _clamp_j(e, hi):
+    from ..loop import ir as L
+    if isinstance(e, L.Var) and e.name == "j":
+        return L.Idx("min", e, L.c64(hi))
+    if isinstance(e, L.Load):
+        return L.Load(e.buf, _clamp_j(e.index, hi), e.dtype)
+    if isinstance(e, L.Idx):
+        return L.Idx(e.op, _clamp_j(e.a, hi), _clamp_j(e.b, hi))
+    if isinstance(e, L.Call):
+        return L.Call(e.op, tuple(_clamp_j(a, hi) for a in e.args), e.dtype)
+    if isinstance(e, L.Cast):
+        return L.Cast(_clamp_j(e.x, hi), e.dtype)
+    return e

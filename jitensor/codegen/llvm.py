@@ -77,19 +77,35 @@ class FnEmitter:
         self.fn.linkage = "internal"
         for a in self.fn.args[:-2]:
             a.add_attribute("noalias")
-        self.ptr = {b.name: a for b, a in zip(kernel.buffers, self.fn.args[1:])}
+        self.entry = self.fn.append_basic_block("entry")
+        self._setup(ir.IRBuilder(self.entry), dict(zip([b.name for b in kernel.buffers], self.fn.args[1:])))
+
+    @classmethod
+    def attach(cls, module, kernel, fn, builder, ptr):
+        """An emitter for expressions inside a function built elsewhere (templates' epilogues)."""
+        self = cls.__new__(cls)
+        self.m, self.k, self.fn = module, kernel, fn
+        self.entry = fn.entry_basic_block
+        self._setup(builder, ptr)
+        return self
+
+    def _setup(self, builder, ptr):
+        kernel = self.k
+        self.b = builder
+        self.ptr = ptr
         self.bufdt = {b.name: b.dtype for b in kernel.buffers}
         self.errptr = self.fn.args[0]
         self.range = self.fn.args[-2:]
-        self.entry = self.fn.append_basic_block("entry")
-        self.b = ir.IRBuilder(self.entry)
+        self.bound: dict[str, ir.Value] = {}  # LocalRefs bound to values (a template's accumulator)
         self.vars: dict[str, ir.Value] = {}
         self.locals: dict[str, tuple] = {}
         self.vec = None          # (var, lanes, scalar iv) while emitting a vectorized loop body
         self.vlocals: dict[str, tuple] = {}  # vector accumulators of that loop
         self.scalar_index = False
-        self.err = self.b.alloca(I32, name="err")
-        self.b.store(ir.Constant(I32, 0), self.err)
+        with self.b.goto_block(self.entry):
+            self.b.position_at_start(self.entry)
+            self.err = self.b.alloca(I32, name="err")
+            self.b.store(ir.Constant(I32, 0), self.err)
 
     def emit(self):
         self.stmt(self.k.body)
@@ -194,6 +210,8 @@ class FnEmitter:
                 return self.iota()
             return self.vars[e.name]
         if isinstance(e, L.LocalRef):
+            if e.name in self.bound:
+                return self.bound[e.name]
             if e.name in self.vlocals:
                 ptr, t = self.vlocals[e.name]
                 return b.load(ptr, typ=t)

@@ -379,6 +379,10 @@ _COEF = {
         (0.5069793462753296, 0.7181540131568909, -0.30061161518096924, 0.08609136193990707, -0.010603896342217922,),
         (0.44714086838576605, 0.9501013492514516, -0.6661815945961573, 0.38536745283938856, -0.14447296582512298, 0.03090476367851748, -0.002859702524149437,),
     ),
+    "COSH_C": (
+        (0.4999999701976776, 0.04166693240404129, 0.001388165750540793, 2.556761319283396e-05,),
+        (0.5000000000000001, 0.04166666666666372, 0.001388888888915074, 2.480158719186356e-05, 2.755734369948082e-07, 2.0873767919730473e-09, 1.1659218911810496e-11,),
+    ),
     "COS_C": (
         (0.04166664555668831, -0.0013887309469282627, 2.4432327336398885e-05,),
         (0.041666666666666595, -0.0013888888888873307, 2.480158728896523e-05, -2.755731420307973e-07, 2.0875703139659373e-09, -1.1358617014100654e-11,),
@@ -471,19 +475,25 @@ def _exp_core(e: _E, x, koff=0):
     return e.ldexp2(p, ki)
 
 
-def _expm1_core(e: _E, x):
-    """e^x - 1 for clamped x.  k = trunc(x/ln2), so r in (-ln2, ln2) has the sign of x
-    and 2^k e^r - 1 never cancels (k >= 1 -> result >= 1, k <= -1 -> result <= -1/2);
-    then 2 * (t*em1 + (t - 1/2)), t = 2^(k-1): one rounding, em1 itself for k = 0."""
+def _expm1_parts(e: _E, x):
+    """x = k ln2 + r with k = trunc(x/ln2), so r in (-ln2, ln2) has the sign of x; returns
+    (k, em1 = e^r - 1) with em1 = r1 + (rl + r^2 P(r)): r1 = x - k ln2_hi is exact, so
+    only the final add rounds at full size."""
     kf = e.intr("trunc", e.mul(x, e.k.log2e))
     ki = e.isub(e.bits(e.add(kf, e.k.shifter)), _f2i(e.k.shifter, e.dbl))
     hi, lo = e.k.ln2
     r1 = e.fma(kf, -hi, x)                    # exact
     rl = e.mul(kf, -lo)
-    r = e.add(r1, rl)                         # reduced argument, rounded
+    r = e.add(r1, rl)
     z = e.mul(r, r)
-    # em1 = r1 + (rl + r^2 P(r)): the leading part stays exact, one full-size rounding
-    em1 = e.add(r1, e.fma(z, e.poly(r, _cf(e, "EXPM1_W"), x2=z), rl))
+    return ki, e.add(r1, e.fma(z, e.poly(r, _cf(e, "EXPM1_W"), x2=z), rl))
+
+
+def _expm1_core(e: _E, x):
+    """e^x - 1 for clamped x: 2^k e^r - 1 never cancels (k >= 1 -> result >= 1,
+    k <= -1 -> result <= -1/2); computed as 2 * (t*em1 + (t - 1/2)), t = 2^(k-1):
+    one rounding, and em1 itself for k = 0."""
+    ki, em1 = _expm1_parts(e, x)
     t = e.pow2i(e.isub(ki, 1))
     return e.mul(e.fma(t, em1, e.sub(t, 0.5)), 2.0)
 
@@ -546,7 +556,7 @@ def _f_tanh(e: _E, x):
     E = _expm1_core(e, e.add(ac, ac))
     big = e.gt(E, 2.0)
     D = e.add(E, 2.0)
-    Dlo = e.add(e.sub(2.0, D), E)                  # exact for E >= 0: D - 2 and E - (D - 2) are
+    Dlo = e.add(e.sub(2.0, D), E)                  # exact for E >= 0 (D-2 and E-(D-2) are)
     num = e.sel(big, 2.0, E)
     q = e.div(num, D)
     rD = e.fma(q, e.sel(big, 0.5, -0.5), e.sel(big, 0.0, 0.5))    # 1/D = q/2 or (1-q)/2
@@ -561,11 +571,12 @@ def _sinh_small(e: _E, a):
 
 
 def _quarter_exp(e: _E, a):
-    """e^a / 4 = S (1 + em1), S = 2^(k-2) exact, for 0 <= a <= 89.5 / 710.6 (S stays
-    finite; the final doubling overflows to inf where sinh/cosh do)."""
+    """e^a / 4 = S (1 + em1), S = 2^(k-2) exact, em1 in [0, 1) (truncating reduction, so
+    S and e^a/4 share a binade), for 0 <= a <= 89.5 / 710.6 (S stays finite; the final
+    doubling overflows to inf where sinh/cosh do)."""
     ac = e.min_c(a, 89.5 if not e.dbl else 710.6)
-    ki, r = _exp_reduce(e, ac)
-    return e.pow2i(e.isub(ki, 2)), _expm1_r(e, r)
+    ki, em1 = _expm1_parts(e, ac)
+    return e.pow2i(e.isub(ki, 2)), em1
 
 
 def _f_sinh(e: _E, x):
@@ -580,11 +591,15 @@ def _f_sinh(e: _E, x):
 
 
 def _f_cosh(e: _E, x):
-    """cosh = 2 (H + 1/(16H)), H = e^|x|/4 as for sinh (no cancellation).
-    Max error 1 ulp / 1 ulp."""
-    S, em1 = _quarter_exp(e, e.abs(x))
+    """cosh: |x| < 1: 1 + x^2 C(x^2) (minimax); else 2 (H + 1/(16H)), H = e^|x|/4 as
+    for sinh (no cancellation).  Max error 1 ulp / 1 ulp."""
+    a = e.abs(x)
+    S, em1 = _quarter_exp(e, a)
     q = e.div(0.0625, e.fma(S, em1, S))
-    return e.mul(e.fma(S, em1, e.add(S, q)), 2.0)
+    big = e.mul(e.fma(S, em1, e.add(S, q)), 2.0)
+    z = e.mul(a, a)
+    small = e.fma(z, e.poly(z, _cf(e, "COSH_C")), 1.0)
+    return e.sel(e.lt(a, 1.0), small, big)
 
 # ---------------------------------------------------------------------------
 # log family
@@ -702,14 +717,22 @@ def _f_arcsinh(e: _E, x):
 
 
 def _f_arccosh(e: _E, x):
-    """arccosh = log1p(t + sqrt(t^2 + 2t)), t = x-1 exact near 1; log(x) + ln2 for
-    large x; nan below 1.  Max error 2 ulp / 2 ulp."""
+    """arccosh = log1p(y), y = t + sqrt(t^2 + 2t), t = x-1 exact near 1, with y carried
+    as (hi, lo) (sqrt and sum errors recovered); log(x) + ln2 for large x; nan below 1.
+    Max error 1 ulp / 1 ulp."""
     t = e.sub(x, 1.0)
     big = e.gt(x, 2.0 ** (e.k.p // 2 + 1))
-    y = e.add(t, e.sqrt(e.fma(t, t, e.add(t, t))))
+    t2 = e.add(t, t)
+    w = e.fma(t, t, t2)
+    wlo = e.fma(t, t, e.sub(t2, w))                   # exact while t^2 << 2t
+    sq = e.sqrt(w)
+    sqlo = e.div(e.add(e.fma(e.neg(sq), sq, w), wlo), e.add(sq, sq))
+    sqlo = e.sel(e.gt(sq, 0.0), sqlo, 0.0)
+    y = e.add(t, sq)
+    ylo = e.add(e.add(e.sub(sq, y), t), sqlo)         # Fast2Sum, sq >= t
     us, cs = _two_sum_1(e, y)
     u = e.sel(big, x, us)
-    c = e.sel(big, 0.0, cs)
+    c = e.sel(big, 0.0, e.add(cs, ylo))
     ef, hi, lo = _log1p_parts(e, u, c, e.sel(big, 1.0, 0.0))
     res = _log_special(e, u, _log_finish(e, ef, hi, lo, "e"))
     return e.sel(e.lt(x, 1.0), math.nan, res)
@@ -896,18 +919,34 @@ def _sum_pio4(e: _E, j, s, u, small):
 def _atan2_core(e: _E, ay, ax, xneg):
     """angle of (ax, ay) for ax, ay >= 0 (or x < 0 mirrored by `xneg`), in [0, pi].
 
-    n = min, d = max; n <= tan(pi/8) d: u = n/d; else u = (n-d)/(n+d), +pi/4.
-    One division; |u| <= tan(pi/8).  Then |y| > |x|: pi/2 - t; x < 0: pi - t."""
+    n = min, d = max; n <= tan(pi/8) d: u = n/d; else u = (n-d)/(n+d), +pi/4, with
+    n-d and n+d kept exact as (hi, lo) pairs.  One reciprocal; u + u_lo from the exact
+    division residual.  Then |y| > |x|: pi/2 - t; x < 0: pi - t."""
+    k = e.k
     swap = e.gt(ay, ax)
     n = e.sel(swap, ax, ay)
     d = e.sel(swap, ay, ax)
-    mid = e.or_(e.gt(n, e.mul(d, 0.41421356237309503)), e.eq(n, math.inf))
-    sc = e.sel(e.gt(d, 1.0), 0.5, 1.0)             # n+d must not overflow
+    # scale so that d*tan(pi/8) does not underflow and n+d does not overflow
+    tiny = 2.0 ** (-(k.bias // 2))
+    up = e.lt(d, tiny)
+    sc = e.sel(up, 1.0 / tiny, e.sel(e.gt(d, 1.0), 0.5, 1.0))
     ns, ds = e.mul(n, sc), e.mul(d, sc)
-    num = e.sel(mid, e.sub(ns, ds), n)
-    den = e.sel(mid, e.add(ns, ds), d)
-    u = e.div(num, den)
-    u = e.sel(e.isnan(u), 0.0, u)                  # 0/0 and inf/inf
+    mid = e.or_(e.gt(ns, e.mul(ds, 0.41421356237309503)), e.eq(n, math.inf))
+    nsub = e.sub(ns, ds)
+    nadd = e.add(ns, ds)
+    num = e.sel(mid, nsub, e.sel(up, ns, n))
+    den = e.sel(mid, nadd, e.sel(up, ds, d))
+    num_lo = e.sel(mid, e.add(e.sub(e.neg(ds), nsub), ns), 0.0)   # Fast2Sum, ds >= ns
+    den_lo = e.sel(mid, e.add(e.sub(ds, nadd), ns), 0.0)
+    rden = e.div(1.0, den)
+    u = e.mul(num, rden)
+    resid = e.fma(e.neg(u), den, num)                  # exact for a faithful quotient
+    ulo = e.mul(e.fma(e.neg(u), den_lo, e.add(resid, num_lo)), rden)
+    bad = e.isnan(u)                                   # 0/0 and inf/inf
+    u = e.sel(bad, 0.0, u)
+    ulo = e.sel(e.or_(bad, e.isnan(ulo)), 0.0, ulo)
+    z = e.mul(u, u)
+    small = e.add(_atan_poly(e, u), e.fma(ulo, e.neg(z), ulo))   # + u_lo / (1 + u^2)
     j = e.sel(mid, 1.0, 0.0)
     s = e.c(1.0)
     j = e.sel(swap, e.sub(2.0, j), j)
@@ -915,7 +954,7 @@ def _atan2_core(e: _E, ay, ax, xneg):
     if xneg is not None:
         j = e.sel(xneg, e.sub(4.0, j), j)
         s = e.sel(xneg, e.neg(s), s)
-    return _sum_pio4(e, j, s, u, _atan_poly(e, u))
+    return _sum_pio4(e, j, s, u, small)
 
 
 def _f_arctan(e: _E, x):

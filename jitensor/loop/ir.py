@@ -183,7 +183,8 @@ def format_kernel(k: Kernel) -> str:
     params = ", ".join(f"{b.name}: {b.dtype.name}[{b.size}]" for b in k.buffers)
     head = f"kernel {k.name}({params}):"
     if k.template:
-        head += f"  # template {k.template[0]} {dict(k.template[1])}"
+        params = {n: (str(v) if isinstance(v, Expr) else v) for n, v in k.template[1]}
+        head += f"  # template {k.template[0]} {params}"
     return "\n".join([head] + format_stmt(k.body))
 
 

@@ -121,11 +121,13 @@ class _Nest:
 class Lowerer:
     def __init__(self, graph: Graph, plan: FusionPlan, bufs: BufferPlan):
         self.graph, self.plan, self.bufs = graph, plan, bufs
+        self.epilogues = dict(plan.epilogue)
         self.checks: list[tuple[Expr, int]] = []
         self.memo: dict = {}
         self.nest: _Nest | None = None
         self.nlocal = 0
         self.template = None
+        self.fused_mm = None
 
     # -- expressions
     def expr_at(self, n: Node, idx: list[Expr]) -> Expr:
@@ -142,6 +144,10 @@ class Lowerer:
         op = n.op
         if op == "reduce" and id(n) in self.plan.row_local and not root:
             return self._row_local(n, idx)
+        if op == "matmul" and not root:  # fused into this kernel's epilogue: only at the kernel's own index
+            if self.fused_mm is None or self.fused_mm[0] is not n or list(idx) != self.fused_mm[1]:
+                raise NotRowLocal(n)
+            return LocalRef("mm", n.dtype)
         if op == "const":
             return Const(n.attr("value").array.reshape(())[()], n.dtype)
         if op == "cast":
@@ -241,6 +247,8 @@ class Lowerer:
             body = self._cumsum(n, out)
         elif n.op == "matmul":
             body = self._matmul(n, out)
+        elif id(n) in self.epilogues:
+            body = self._matmul_epilogue(n, self.epilogues[id(n)], out)
         else:
             self.nest = nest = _Nest(n.shape, "i")
             leaf = Store(out.name, linear(nest.idx, c_strides(n.shape)), self._expr_at(n, nest.idx, root=True))
@@ -334,6 +342,29 @@ class Lowerer:
         return bwrap(For("i", m, row))
 
 
+    def _matmul_epilogue(self, n: Node, mm: Node, out: Buffer) -> Stmt:
+        """out = f(a @ b, ...): the GEMM template writes tiles of `out` and applies f to each finished tile."""
+        body = self._matmul(mm, out)
+        if self.template is None:
+            raise NotRowLocal(mm)  # operands are not plain strided loads: give the matmul its own buffer
+        bidx, bwrap = _loops(n.shape[:-2], "b")
+        idx = bidx + [Var("i"), Var("j")]
+        self.memo = {}
+        self.fused_mm = (mm, idx)
+        value = self._expr_at(n, idx, root=True)
+        self.fused_mm = None
+        if self.checks:
+            raise NotRowLocal(mm)
+        oi = linear(idx, c_strides(n.shape))
+        params = dict(self.template[1])
+        params["epilogue"] = value
+        params["bvars"] = tuple(e.name for e in bidx if isinstance(e, Var))
+        self.template = ("gemm", tuple(params.items()))
+        ref = _substitute_local(value, "mm", Load(out.name, oi, n.dtype))
+        epi = bwrap(For("i", n.shape[-2], For("j", n.shape[-1], Store(out.name, oi, ref))))
+        return Seq((body, epi))
+
+
 def _gemm_template(n: Node, av: Expr, bv: Expr, out: Buffer, batch, bidx):
     """Parameters of the GEMM template when both operands are plain strided loads (float only)."""
     from .schedule import affine
@@ -353,6 +384,18 @@ def _gemm_template(n: Node, av: Expr, bv: Expr, out: Buffer, batch, bidx):
               ("A", (av.buf, fa.get(None, 0), fa.get("i", 0), fa.get("k", 0))),
               ("B", (bv.buf, fb.get(None, 0), fb.get("k", 0), fb.get("j", 0))), ("C", out.name), ("batch", bat))
     return ("gemm", params)
+
+
+def _substitute_local(e: Expr, name: str, by: Expr) -> Expr:
+    if isinstance(e, LocalRef) and e.name == name:
+        return by
+    if isinstance(e, Call):
+        return Call(e.op, tuple(_substitute_local(a, name, by) for a in e.args), e.dtype)
+    if isinstance(e, Cast):
+        return Cast(_substitute_local(e.x, name, by), e.dtype)
+    if isinstance(e, Idx):
+        return Idx(e.op, _substitute_local(e.a, name, by), _substitute_local(e.b, name, by))
+    return e
 
 
 _ELEMENTWISE_CALLS = None

@@ -31,6 +31,7 @@ class FusionPlan:
     materialized: frozenset[int]  # ids of nodes that own a buffer
     order: tuple[Node, ...]       # materialized non-source nodes in execution order (one kernel each)
     row_local: frozenset[int] = frozenset()  # reductions computed inside their consumer's outer loops
+    epilogue: tuple = ()  # (root id, matmul node): matmuls computed in their elementwise consumer's kernel
 
     def groups(self, graph: Graph) -> dict[int, int]:
         """node id -> index of the kernel it is computed in (for dumps)."""
@@ -78,8 +79,20 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
             if len(ks) == 1 and ks[0].op not in ("matmul", "cumsum") and not (ks[0].op == "reduce" and not _trailing(ks[0])):
                 mat.discard(id(n))
                 row_local.add(id(n))
+    # a matmul read by one elementwise kernel of its own shape and dtype is computed there: the kernel's
+    # elementwise work (bias, activation) runs on each finished tile while it is in registers
+    epilogue = []
+    outs = {id(o) for o in graph.outputs}
+    for n in order:
+        if n.op == "matmul" and id(n) not in outs and id(n) not in force:
+            ks = _consumer_kernels(n, users, mat)
+            if (len(ks) == 1 and ops.kind(ks[0]) == "elementwise" and ks[0].shape == n.shape
+                    and ks[0].dtype == n.dtype and n.dtype.kind == "f"
+                    and not any(rid == id(ks[0]) for rid, _ in epilogue)):
+                mat.discard(id(n))
+                epilogue.append((id(ks[0]), n))
     for n in reversed(order):
-        if n.op in ("input", "const") or id(n) in mat or id(n) in row_local:
+        if n.op in ("input", "const") or id(n) in mat or id(n) in row_local or n.op == "matmul":
             continue
         us = users.get(id(n), [])
         memo: dict = {}
@@ -91,7 +104,7 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
         if to_matmul or (shared and cost > RECOMPUTE_LIMIT) or (stretched and cost > 2):
             mat.add(id(n))
     kernels = tuple(n for n in order if id(n) in mat and n.op not in ("input", "const"))
-    return FusionPlan(frozenset(mat), kernels, frozenset(row_local))
+    return FusionPlan(frozenset(mat), kernels, frozenset(row_local), tuple(epilogue))
 
 
 def _stretches_outer(n: Node, b: Node) -> bool:
