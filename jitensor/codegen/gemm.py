@@ -17,6 +17,15 @@ from .llvm import F32, I32, I64, PTR, VOID, ty
 MR = 6
 
 
+def gemm_units(p: dict, vector_bits: int = 512) -> int:
+    """Size of the template's parallel range: row tiles or column panels, over all batches."""
+    nb = int(np.prod([bt[0] for bt in p["batch"]], dtype=np.int64))
+    if p.get("split", "rows") == "rows":
+        return nb * -(-p["M"] // MR)
+    nr = 2 * (vector_bits // 8) // np.dtype(p["dtype"]).itemsize
+    return nb * -(-p["N"] // nr)
+
+
 def _c(v):
     return ir.Constant(I64, int(v))
 
@@ -61,6 +70,7 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     KC = 256
     NC = max(NR, min(-(-N // NR) * NR, (512 * 1024 // (KC * dt.itemsize)) // NR * NR))
     TM = -(-M // MR)
+    split_ = p.get("split", "rows")
     a_buf, a_off, sa_i, sa_k = p["A"]
     b_buf, b_off, sb_k, sb_j = p["B"]
     c_buf = p["C"]
@@ -108,17 +118,27 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     zero = ir.Constant(V, [0.0] * W)
     undef = ir.Constant(V, ir.Undefined)
     splat_mask = ir.Constant(ir.VectorType(I32, W), [0] * W)
-    first_bt = b.udiv(begin, _c(TM))
-    last_bt = b.add(b.udiv(b.sub(end, _c(1)), _c(TM)), _c(1))
+    # the kernel's range counts units over all batches: row tiles (split "rows") or column panels ("cols",
+    # so that each thread packs only its own part of B)
+    NP = -(-N // NR)
+    unit = TM if split_ == "rows" else NP
+    first_bt = b.udiv(begin, _c(unit))
+    last_bt = b.add(b.udiv(b.sub(end, _c(1)), _c(unit)), _c(1))
     with _Loop(b, fn, first_bt, last_bt, name="bt") as bt:
         (oa, ob, oc), bidx = batch_offsets(bt)
         if em is not None:
             for name, v in zip(bvar_names, bidx):
                 em.vars[name] = v
-        t0 = b.select(b.icmp_signed(">", begin, b.mul(bt, _c(TM))), begin, b.mul(bt, _c(TM)))
-        t1 = _min(b, end, b.mul(b.add(bt, _c(1)), _c(TM)))
-        with _Loop(b, fn, _c(0), _c(N), NC, name="jc") as jc:
-            nc = _min(b, _c(NC), b.sub(_c(N), jc))
+        u0 = b.select(b.icmp_signed(">", begin, b.mul(bt, _c(unit))), begin, b.mul(bt, _c(unit)))
+        u1 = _min(b, end, b.mul(b.add(bt, _c(1)), _c(unit)))
+        u0, u1 = b.sub(u0, b.mul(bt, _c(unit))), b.sub(u1, b.mul(bt, _c(unit)))
+        if split_ == "rows":
+            t0, t1, jlo, jhi = u0, u1, _c(0), _c(N)
+        else:
+            t0, t1 = _c(0), _c(TM)
+            jlo, jhi = b.mul(u0, _c(NR)), _min(b, b.mul(u1, _c(NR)), _c(N))
+        with _Loop(b, fn, jlo, jhi, NC, name="jc") as jc:
+            nc = _min(b, _c(NC), b.sub(jhi, jc))
             npan = b.udiv(b.add(nc, _c(NR - 1)), _c(NR))
             with _Loop(b, fn, _c(0), _c(K), KC, name="pc") as pc:
                 kc = _min(b, _c(KC), b.sub(_c(K), pc))
@@ -137,7 +157,7 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
                 first = b.icmp_signed("==", pc, _c(0))
                 last = b.icmp_signed(">=", b.add(pc, _c(KC)), _c(K))
                 with _Loop(b, fn, t0, t1, name="t") as t:
-                    i0 = b.mul(b.sub(t, b.mul(bt, _c(TM))), _c(MR))
+                    i0 = b.mul(t, _c(MR))
                     mr = _min(b, _c(MR), b.sub(_c(M), i0))
                     with _Loop(b, fn, _c(0), npan, name="jp") as jp:
                         j0 = b.add(jc, b.mul(jp, _c(NR)))

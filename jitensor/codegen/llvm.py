@@ -747,8 +747,9 @@ def _int_op(em: FnEmitter, op, x, y, t, signed):
 def parallel_extent(k: L.Kernel) -> int | None:
     """The extent of a kernel's outermost loop if it is marked parallel (for templates: their own range)."""
     if k.template and k.template[0] == "gemm":
-        p = dict(k.template[1])
-        return int(np.prod([b[0] for b in p["batch"]], dtype=np.int64)) * -(-p["M"] // 6)
+        from .gemm import gemm_units
+        from ..target import host
+        return gemm_units(dict(k.template[1]), host().vector_bits)
     s = k.body
     return s.extent if isinstance(s, L.For) and s.kind == "parallel" else None
 

@@ -1180,10 +1180,14 @@ def _pow_magnitude64(e: _E, a, y):
     tl = e.fma(y, ll, tl)
     tl = e.sel(e.lt(e.abs(th), 1.0e4), tl, 0.0)                 # inf*... would give nan
     tc = e.max_c(e.min_c(th, 720.0), -760.0)
-    ki, r = _exp_reduce(e, tc)
-    r = e.add(r, tl)
-    p = e.add(_expm1_r(e, r), 1.0)
-    return e.ldexp2(p, ki)
+    kf, ki = e.round_shift_fma(tc, e.k.log2e)
+    hi, lo = e.k.ln2
+    r1 = e.fma(kf, -hi, tc)                                     # exact
+    rl = e.fma(kf, -lo, tl)
+    r = e.add(r1, rl)
+    z = e.mul(r, r)
+    em1 = e.add(r1, e.fma(z, e.poly(r, _COEF["EXPM1_Q"][1]), rl))
+    return e.ldexp2(e.add(em1, 1.0), ki)
 
 
 def _pow_magnitude32(e: _E, a, y):
@@ -1216,26 +1220,22 @@ def _f_power(e: _E, x, y):
     select: x**0 = 1, 1**y = 1, (-1)**+-inf = 1, negative x needs integer y (odd y keeps
     the sign), zeros/infinities by the sign of y.  Max error 1 ulp / 1 ulp."""
     if e.dbl:
-        w = e
-        xd, yd = x, y
+        mag = _pow_magnitude64(e, e.abs(x), y)
     else:
         w = e.like(ir.DoubleType())
         xd, yd = e.b.fpext(x, w.ty), e.b.fpext(y, w.ty)
-    a = w.abs(xd)
-    mag = _pow_magnitude64(w, a, yd) if e.dbl else _pow_magnitude32(w, a, yd)
-    yint = w.eq(w.rint(yd), yd)
-    yh = w.mul(yd, 0.5)
-    yodd = w.and_(yint, w.une(w.rint(yh), yh))
-    res = w.sel(w.and_(w.signbit(xd), yodd), w.neg(mag), mag)
-    negx = w.and_(w.lt(xd, 0.0), w.gt(xd, -math.inf))
-    res = w.sel(w.and_(negx, w.not_(yint)), math.nan, res)
-    one = w.or_(w.eq(yd, 0.0), w.eq(xd, 1.0))
-    one = w.or_(one, w.and_(w.eq(a, 1.0), w.eq(w.abs(yd), math.inf)))
-    res = w.sel(one, 1.0, res)
-    if not e.dbl:
-        res = e.b.fptrunc(res, e.ty)
-    return res
-
+        mag = e.b.fptrunc(_pow_magnitude32(w, w.abs(xd), yd), e.ty)
+    # special cases, in the argument type
+    a = e.abs(x)
+    yint = e.eq(e.rint(y), y)
+    yh = e.mul(y, 0.5)
+    yodd = e.and_(yint, e.une(e.rint(yh), yh))
+    res = e.sel(e.and_(e.signbit(x), yodd), e.neg(mag), mag)
+    negx = e.and_(e.lt(x, 0.0), e.gt(x, -math.inf))
+    res = e.sel(e.and_(negx, e.not_(yint)), math.nan, res)
+    one = e.or_(e.eq(y, 0.0), e.eq(x, 1.0))
+    one = e.or_(one, e.and_(e.eq(a, 1.0), e.eq(e.abs(y), math.inf)))
+    return e.sel(one, 1.0, res)
 
 # ---------------------------------------------------------------------------
 # entry point
