@@ -559,8 +559,9 @@ def _f_tanh(e: _E, x):
     Dlo = e.add(e.sub(2.0, D), E)                  # exact for E >= 0 (D-2 and E-(D-2) are)
     num = e.sel(big, 2.0, E)
     q = e.div(num, D)
-    rD = e.fma(q, e.sel(big, 0.5, -0.5), e.sel(big, 0.0, 0.5))    # 1/D = q/2 or (1-q)/2
-    q = _div_fix(e, q, num, D, Dlo, rD)
+    if TANH_FIX:
+        rD = e.fma(q, e.sel(big, 0.5, -0.5), e.sel(big, 0.0, 0.5))    # 1/D = q/2 or (1-q)/2
+        q = _div_fix(e, q, num, D, Dlo, rD)
     return e.copysign(e.sel(big, e.sub(1.0, q), q), x)
 
 
@@ -1076,6 +1077,7 @@ def _f_cbrt(e: _E, x):
 # power
 # ---------------------------------------------------------------------------
 _POW_TAB_BITS = 6
+TANH_FIX = False
 
 
 def _pow_table():

@@ -8,30 +8,28 @@ loops across the thread pool.
 from __future__ import annotations
 
 import numpy as np
-from cffi import FFI
 
 from ..errors import IndexOutOfBoundsError, RuntimeCheckError
 from ..loop.lower import ERR_INDEX, ERROR_MESSAGES, BufferPlan
 from ..loop.schedule import work
+from .ffi import NULL, address, as_int, entry_function, from_buffer, kernel_function, new_table
 from .threads import pool
 
-ffi = FFI()
-_from_buffer = ffi.from_buffer
 PARALLEL_MIN_WORK = 1 << 17  # below this a kernel runs on one thread: handing off costs ~10-30 us
 
 
 def _pointer(a: np.ndarray):
     if a.flags.c_contiguous:
-        return _from_buffer(a)
-    return ffi.cast("void *", a.ctypes.data)  # strided views: numpy's data pointer, strides are in the code
+        return from_buffer(a)
+    return address(a.ctypes.data)  # strided views: numpy's data pointer, strides are in the code
 
 
 class Program:
     def __init__(self, code, bufs: BufferPlan, kernels, *, where: str | None = None):
         from ..codegen.llvm import parallel_extent
         self.code = code  # keeps the engine (and the machine code) alive
-        self._entry = ffi.cast("void(*)(void **)", code.entry)
-        self._ctype = f"void *[{bufs.n_slots}]"
+        self._entry = entry_function(code.entry)
+        self._nslots = bufs.n_slots
         self._inputs = bufs.inputs
         self._outputs = []
         for slot, node in bufs.outputs:
@@ -52,14 +50,14 @@ class Program:
             big |= par
             grain = max(1, ext // 64) if ext and w // max(ext, 1) < 64 else 1  # tiny rows: chunk by many rows
             grain = -(-grain // k.body.lanes) * k.body.lanes if ext and not k.template else grain
-            self._parts.append((ffi.cast("void(*)(void **, int64_t, int64_t)", addr), ext or 0, par, grain))
+            self._parts.append((kernel_function(addr), ext or 0, par, grain))
         self._parallel = big and pool().n > 1
 
     def run(self, arrays) -> list[np.ndarray]:
-        tb = ffi.new(self._ctype)
-        fb = _from_buffer
+        tb = new_table(self._nslots)
+        fb = from_buffer
         for slot, a in zip(self._inputs, arrays):
-            tb[slot] = fb(a) if a.flags.c_contiguous else ffi.cast("void *", a.ctypes.data)
+            tb[slot] = fb(a) if a.flags.c_contiguous else address(a.ctypes.data)
         for slot, _, p in self._consts:
             tb[slot] = p
         outs = []
@@ -68,13 +66,13 @@ class Program:
                 outs.append(np.array(arrays[src[1]] if src[0] == "in" else src[1], dtype=dtype, copy=True))
                 continue
             o = np.empty(shape, dtype)
-            tb[slot] = _from_buffer(o)
+            tb[slot] = fb(o)
             outs.append(o)
         temps = []
         for slot, shape, dtype in self._temps:
             t = np.empty(shape, dtype)
             temps.append(t)
-            tb[slot] = _from_buffer(t)
+            tb[slot] = fb(t)
         if self._parallel:
             p = pool()
             for fn, ext, par, grain in self._parts:
@@ -84,8 +82,8 @@ class Program:
                     fn(tb, 0, ext)
         else:
             self._entry(tb)
-        if tb[0] != ffi.NULL:
-            code = int(ffi.cast("intptr_t", tb[0])) & 0xFFFFFFFF
+        if tb[0] != NULL:
+            code = as_int(tb[0]) & 0xFFFFFFFF
             cls = IndexOutOfBoundsError if code == ERR_INDEX else RuntimeCheckError
             raise cls(ERROR_MESSAGES.get(code, f"runtime check {code} failed"), where=self.where)
         return outs
