@@ -82,6 +82,22 @@ class CacheInfo:
                 f"signatures={len(self.signatures)})")
 
 
+_warmed = False
+
+
+def _warm_up():
+    """Load the compiler and LLVM once, when the first function is decorated (usually at import of the user's
+    module), so that a first call pays only for tracing and compiling (or loading) its own code."""
+    global _warmed
+    if _warmed or os.environ.get("JITENSOR_LAZY_INIT"):
+        return
+    _warmed = True
+    from . import compiler  # noqa: F401
+    from .runtime import program  # noqa: F401
+    from .target import host
+    host()
+
+
 class JitFunction:
     def __init__(self, fun, *, static_argnums=(), static_argnames=(), cache=True):
         functools.update_wrapper(self, fun)
@@ -110,6 +126,8 @@ class JitFunction:
         self._info = CacheInfo()
         self._lock = threading.Lock()
         self.__wrapped__ = fun
+        _warm_up()
+
 
     def __repr__(self):
         return f"<jitensor.jit {self.fun.__qualname__}>"

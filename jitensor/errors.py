@@ -12,8 +12,8 @@ class JitensorError(Exception):
 
     def __init__(self, msg: str, *, where: str | None = None):
         self.msg = msg
-        self.where = where
-        super().__init__(msg + (f"\n  at {where}" if where else ""))
+        self.where = str(where) if where is not None else None
+        super().__init__(msg + (f"\n  at {self.where}" if where is not None else ""))
 
 
 class TracingError(JitensorError):

@@ -547,22 +547,21 @@ def _f_sigmoid(e: _E, x):
 
 
 def _f_tanh(e: _E, x):
-    """tanh(|x|) from E = expm1(2|x|) (no cancellation near 0; E's relative error is
-    damped by 2/(E+2) <= 1): E <= 2 -> E/(E+2), else 1 - 2/(E+2).  One division,
-    refined with its exact residual (1/D from the quotient itself); |x| clamped where
-    tanh rounds to 1; sign copied.  Max error 1 ulp / 1 ulp."""
+    """tanh(|x|) = E/(E+2), E = expm1(2|x|) (no cancellation near 0; E's relative error
+    is damped by 2/(E+2) <= 1).  q = E * (1/D), refined with the exact residual of the
+    division and the exact rounding error of D = E + 2; |x| clamped where tanh rounds
+    to 1; sign copied.  Max error 1 ulp / 1 ulp."""
     a = e.abs(x)
     ac = e.min_c(a, 10.0 if not e.dbl else 20.0)
     E = _expm1_core(e, e.add(ac, ac))
-    big = e.gt(E, 2.0)
     D = e.add(E, 2.0)
-    Dlo = e.add(e.sub(2.0, D), E)                  # exact for E >= 0 (D-2 and E-(D-2) are)
-    num = e.sel(big, 2.0, E)
-    q = e.div(num, D)
     if TANH_FIX:
-        rD = e.fma(q, e.sel(big, 0.5, -0.5), e.sel(big, 0.0, 0.5))    # 1/D = q/2 or (1-q)/2
-        q = _div_fix(e, q, num, D, Dlo, rD)
-    return e.copysign(e.sel(big, e.sub(1.0, q), q), x)
+        Dlo = e.add(e.sub(2.0, D), E)              # exact for E >= 0 (D-2 and E-(D-2) are)
+        rD = e.div(1.0, D)
+        q = _div_fix(e, e.mul(E, rD), E, D, Dlo, rD)
+    else:
+        q = e.div(E, D)
+    return e.copysign(q, x)
 
 
 def _sinh_small(e: _E, a):

@@ -25,14 +25,48 @@ _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _NUMPY_DIR = os.path.dirname(os.path.abspath(np.__file__))
 
 
-def user_frame() -> str | None:
-    """'file.py:12: y = x + b' for the innermost frame outside jitensor and numpy."""
+class Where(str):
+    """A source location that formats itself only when shown ('file.py:12: y = x + b'): tracing records one
+    per op, and reading source lines eagerly would dominate the cost of a trace."""
+    __slots__ = ("file", "line")
+
+    def __new__(cls, file, line):
+        self = super().__new__(cls, "")
+        self.file, self.line = file, line
+        return self
+
+    def __str__(self):
+        code = linecache.getline(self.file, self.line).strip()
+        return f"{self.file}:{self.line}" + (f": {code}" if code else "")
+
+    __repr__ = __str__
+
+    def __format__(self, spec):
+        return format(str(self), spec)
+
+    def __bool__(self):
+        return True
+
+
+_internal: dict[str, bool] = {}
+
+
+def _is_internal(filename: str) -> bool:
+    r = _internal.get(filename)
+    if r is None:
+        fn = os.path.abspath(filename)
+        r = _internal[filename] = (fn.startswith(_PKG_DIR) or fn.startswith(_NUMPY_DIR)
+                                   or "<__array_function__" in filename)
+    return r
+
+
+def user_frame() -> Where | None:
+    """The innermost frame outside jitensor and numpy: the user's line that made this op."""
     f = sys._getframe(1)
     while f is not None:
-        fn = os.path.abspath(f.f_code.co_filename)
-        if not fn.startswith(_PKG_DIR) and not fn.startswith(_NUMPY_DIR) and "<__array_function__" not in fn:
-            line = linecache.getline(fn, f.f_lineno).strip()
-            return f"{f.f_code.co_filename}:{f.f_lineno}" + (f": {line}" if line else "")
+        code = f.f_code
+        if not _is_internal(code.co_filename):
+            return Where(code.co_filename, f.f_lineno)
         f = f.f_back
     return None
 

@@ -69,6 +69,11 @@ CHILD = textwrap.dedent("""\
     import numpy as np
     from jitensor.errors import CacheWarning
     moddir, modname, calls, barrier = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+    pin = os.environ.get("JTK_TEST_BUILD")
+    if pin:  # see BUILD below
+        import jitensor.compiler
+        if hasattr(jitensor.compiler, "compiler_fingerprint"):
+            jitensor.compiler.compiler_fingerprint = lambda: pin
     sys.path.insert(0, moddir)
     out = {"calls": []}
     with warnings.catch_warnings(record=True) as caught:
@@ -95,16 +100,26 @@ CHILD = textwrap.dedent("""\
 """)
 
 
+# The `compiler` key component fingerprints jitensor's own .py files (sizes, mtimes). Pin it, here and
+# in the children, so that someone editing jitensor while these tests run does not turn hits into
+# misses; test_other_jitensor_build_misses checks that the component is in the key.
+BUILD = "jitensor-build-under-test"
+
+
 @pytest.fixture(autouse=True)
 def clean_env(monkeypatch):
     for var in (dc.ENV_DIR, dc.ENV_DISABLE, dc.ENV_MAX_BYTES):
         monkeypatch.delenv(var, raising=False)
+    from jitensor import compiler
+    if hasattr(compiler, "compiler_fingerprint"):
+        monkeypatch.setattr(compiler, "compiler_fingerprint", lambda: BUILD)
 
 
 def _child_env(cache_dir, **extra):
     env = {k: v for k, v in os.environ.items() if not k.startswith("JITENSOR_")}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), os.environ.get("PYTHONPATH", "")])
     env[dc.ENV_DIR] = str(cache_dir)
+    env["JTK_TEST_BUILD"] = BUILD
     env.update(extra)
     return env
 
@@ -147,38 +162,17 @@ def copy_cache(src: Path, dst: Path) -> Path:
 SHAPE = [3, 4]
 
 
-def build_fingerprint() -> str:
-    """The `compiler` key component, recomputed now (it changes whenever a jitensor .py file is edited)."""
-    from jitensor import compiler
-    fp = getattr(compiler, "compiler_fingerprint", None)
-    return fp.__wrapped__() if fp is not None else ""
-
-
-_MEMO: dict = {}
-
-
-def memo(name, make):
-    """`make()` once per jitensor build: a scenario stored earlier is stale once someone edits jitensor,
-    since its entries were keyed on the old `compiler` fingerprint."""
-    k = (name, build_fingerprint())
-    if k not in _MEMO:
-        _MEMO[k] = make()
-    return _MEMO[k]
-
-
-@pytest.fixture
+@pytest.fixture(scope="module")
 def stored(tmp_path_factory):
     """A module dir and a cache dir in which one process stored f and g for float64[3,4] (read-only: copy it)."""
-    def make():
-        base = tmp_path_factory.mktemp("stored")
-        moddir = write_module(base / "mod")
-        cache_dir = base / "cache"
-        out = run_child(moddir, cache_dir, [["f", SHAPE], ["g", SHAPE]])
-        assert [c["disk_hits"] for c in out["calls"]] == [0, 0]
-        assert out["cache_warnings"] == [] and out["other_jitensor_warnings"] == []
-        assert len(jtk_files(cache_dir)) == 2
-        return moddir, cache_dir
-    return memo("stored", make)
+    base = tmp_path_factory.mktemp("stored")
+    moddir = write_module(base / "mod")
+    cache_dir = base / "cache"
+    out = run_child(moddir, cache_dir, [["f", SHAPE], ["g", SHAPE]])
+    assert [c["disk_hits"] for c in out["calls"]] == [0, 0]
+    assert out["cache_warnings"] == [] and out["other_jitensor_warnings"] == []
+    assert len(jtk_files(cache_dir)) == 2
+    return moddir, cache_dir
 
 
 # ----------------------------------------------------------------------------- hits and misses
@@ -222,6 +216,17 @@ def test_edited_source_hits_only_if_the_graph_is_the_same(stored, tmp_path, edit
     assert out["calls"][0]["disk_hits"] == (1 if hit else 0), out
     assert out["cache_warnings"] == []
     assert len(jtk_files(d)) == (2 if hit else 3)
+
+
+def test_other_jitensor_build_misses(stored, tmp_path):
+    from jitensor import compiler
+    if not hasattr(compiler, "compiler_fingerprint"):
+        pytest.skip("no compiler fingerprint in the key")
+    moddir, src = stored
+    d = copy_cache(src, tmp_path / "cache")
+    out = run_child(moddir, d, [["f", SHAPE]], JTK_TEST_BUILD="an-edited-jitensor")
+    assert out["calls"][0]["disk_hits"] == 0
+    assert len(jtk_files(d)) == 3
 
 
 # ----------------------------------------------------------------------------- opting out
@@ -315,18 +320,16 @@ def _replace_entry(d: Path, key: str, payload: bytes):
     assert c.load(key).payload == payload
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def unloadable(stored, tmp_path_factory):
     """Two processes in turn, on a cache whose entry for f verifies but holds an object without entry points."""
-    def make():
-        moddir, src = stored
-        d = copy_cache(src, tmp_path_factory.mktemp("unloadable") / "cache")
-        key = entry_of(d, "f")["key"]
-        _replace_entry(d, key, _object_without_entry_points())
-        first = run_child(moddir, d, [["f", SHAPE]])  # run_child asserts exit status 0 and a correct result
-        second = run_child(moddir, d, [["f", SHAPE]])
-        return d, key, first, second
-    return memo("unloadable", make)
+    moddir, src = stored
+    d = copy_cache(src, tmp_path_factory.mktemp("unloadable") / "cache")
+    key = entry_of(d, "f")["key"]
+    _replace_entry(d, key, _object_without_entry_points())
+    first = run_child(moddir, d, [["f", SHAPE]])  # run_child asserts exit status 0 and a correct result
+    second = run_child(moddir, d, [["f", SHAPE]])
+    return d, key, first, second
 
 
 def _all_warnings(out):
@@ -362,9 +365,6 @@ def test_entry_that_is_not_an_object_file_does_not_crash(stored, tmp_path):
     moddir, src = stored
     d = copy_cache(src, tmp_path / "cache")
     # The exact key the JIT computes for f(float64[3,4], float64[3,4]), through the public API.
-    from jitensor import compiler
-    if hasattr(compiler, "compiler_fingerprint"):
-        compiler.compiler_fingerprint.cache_clear()  # as a fresh process computes it now
     sys.path.insert(0, str(moddir))
     try:
         import importlib
