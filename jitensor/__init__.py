@@ -6,8 +6,8 @@
 """
 __version__ = "0.1.0"
 
-from . import errors  # noqa: E402
+from . import cache, errors  # noqa: E402
 from .api import explain, jit  # noqa: E402
 from .target import Target  # noqa: E402
 
-__all__ = ["jit", "explain", "errors", "Target", "__version__"]
+__all__ = ["jit", "explain", "errors", "cache", "Target", "__version__"]

@@ -120,7 +120,8 @@ class JitFunction:
         self._simple = not self._static and not self._varargs and all(
             p.default is p.empty and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) for p in params)
         self._nparams = len(params)
-        self.use_disk_cache = cache and not os.environ.get("JITENSOR_DISABLE_CACHE")
+        self.use_disk_cache = cache and os.environ.get("JITENSOR_DISABLE_CACHE", "").strip().lower() in (
+            "", "0", "false", "no", "off")
         self._programs: dict = {}
         self._compiled: dict = {}
         self._info = CacheInfo()

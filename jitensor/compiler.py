@@ -11,7 +11,6 @@ import hashlib
 import logging
 import os
 import time
-import warnings
 from dataclasses import dataclass, field
 
 from .graph.ir import Graph, format_graph
@@ -121,8 +120,8 @@ def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None
             try:
                 code = LoadedCode(entry.payload, target, len(kernels))
                 source = "disk"
-            except Exception as e:  # an entry that verifies but does not load: recompile, never fail the call
-                warnings.warn(f"jitensor: cached kernel {entry.path} could not be loaded ({e}); recompiling")
+            except Exception as e:  # an entry that verifies but does not load: drop it, recompile, never fail
+                disk.discard(key, f"its object code does not load ({e})")
     if code is None:
         module = build_module(kernels, target, name=name)
         ir_text = str(module)

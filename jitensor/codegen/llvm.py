@@ -812,11 +812,23 @@ def compile_object(module: ir.Module, target) -> tuple[bytes, str]:
         return obj, str(mod)
 
 
+_OBJECT_MAGIC = {"linux": (b"\x7fELF",), "darwin": (b"\xcf\xfa\xed\xfe",), "windows": (b"\x64\x86",)}
+
+
+def _check_object(obj: bytes, target):
+    """LLVM's object loader trusts its input (garbage crashes the process): check the container and that the
+    entry points are named in it before handing bytes over."""
+    kinds = [v for k, v in _OBJECT_MAGIC.items() if k in target.triple] or [sum(_OBJECT_MAGIC.values(), ())]
+    if not any(obj.startswith(m) for m in kinds[0]) or b"jit_entry" not in obj:
+        raise CompileError("not an object file produced by jitensor for this target")
+
+
 class LoadedCode:
     """An MCJIT engine holding one program's object code; keeps it alive while callable."""
 
     def __init__(self, obj: bytes, target, n_kernels: int):
         llvm = binding()
+        _check_object(obj, target)
         with _lock:
             tm = target_machine(target)  # the engine owns its TargetMachine: never share one
             backing = llvm.parse_assembly("")

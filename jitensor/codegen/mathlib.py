@@ -324,10 +324,11 @@ class _E:
 
     # -- polynomials -------------------------------------------------------
     def poly(self, x, coeffs, x2=None):
-        """sum c_i x^i with fma.  Long polynomials are split into even/odd halves
-        (two independent Horner chains in x^2) to halve the dependency chain."""
+        """sum c_i x^i with fma.  Horner (fewest ops: loops are throughput bound);
+        only long polynomials are split into even/odd halves (two independent chains in
+        x^2) to halve a dependency chain that would stall out-of-order execution."""
         coeffs = list(coeffs)
-        if len(coeffs) < 7:
+        if len(coeffs) < 10:
             acc = self.c(coeffs[-1])
             for cf in reversed(coeffs[:-1]):
                 acc = self.fma(acc, x, cf)
@@ -430,6 +431,10 @@ _COEF = {
     "SIN_S": (
         (-0.1666666716337204, 0.008333379402756691, -0.00019853064441122115, 2.8325100629444933e-06,),
         (-0.1666666666666663, 0.00833333333332184, -0.0001984126982935853, 2.7557313538515017e-06, -2.5050734389265252e-08, 1.589543328221801e-10,),
+    ),
+    "TANH_S": (
+        (-0.33333316445350647, 0.13332544267177582, -0.0538475476205349, 0.02105071395635605, -0.006242847535759211,),
+        None,
     ),
     "TAN_T": (
         (0.3333333134651184, 0.13333433866500854, 0.053951043635606766, 0.022010497748851776, 0.00823295209556818, 0.005197314545512199, -0.0008147816406562924, 0.0021355520002543926,),
@@ -547,20 +552,31 @@ def _f_sigmoid(e: _E, x):
 
 
 def _f_tanh(e: _E, x):
-    """tanh(|x|) = E/(E+2), E = expm1(2|x|) (no cancellation near 0; E's relative error
-    is damped by 2/(E+2) <= 1).  q = E * (1/D), refined with the exact residual of the
-    division and the exact rounding error of D = E + 2; |x| clamped where tanh rounds
-    to 1; sign copied.  Max error 1 ulp / 1 ulp."""
+    """tanh.  float32 (speed first): |x| < 0.55 odd minimax polynomial; else
+    1 - 2/(e^(2|x|) + 1) with the result >= 1/2, so the errors of the small term 2/(E+1)
+    count at most half; one division.  float64: E = expm1(2|x|), tanh = E/(E+2) (no
+    cancellation; E's error damped by 2/(E+2) <= 1), q = E * (1/D) refined with the exact
+    division residual and the exact rounding error of D = E + 2.  |x| clamped where
+    tanh rounds to 1; odd.  Max error 2 ulp / 1 ulp."""
     a = e.abs(x)
-    ac = e.min_c(a, 10.0 if not e.dbl else 20.0)
+    if not e.dbl:
+        ac = e.min_c(a, 9.0)
+        # e^(2a) = 2^k e^(2h), h = a - k ln2/2: the doubling is folded into the constants
+        hi, lo = e.k.ln2
+        kf, ki = e.round_shift_fma(ac, 2.0 * e.k.log2e)
+        h = e.fma(kf, -0.5 * lo, e.fma(kf, -0.5 * hi, ac))
+        cf = [1.0, 2.0] + [c * 2.0 ** (i + 2) for i, c in enumerate(_cf(e, "EXPM1_Q"))]
+        E = e.mul(e.poly(h, cf), e.pow2i(ki))                   # k <= 26: one step
+        big = e.copysign(e.sub(1.0, e.div(2.0, e.add(E, 1.0))), x)
+        z = e.mul(x, x)
+        small = e.fma(e.mul(x, z), e.poly(z, _cf(e, "TANH_S")), x)
+        return e.sel(e.lt(a, 0.55), small, big)
+    ac = e.min_c(a, 20.0)
     E = _expm1_core(e, e.add(ac, ac))
     D = e.add(E, 2.0)
-    if TANH_FIX:
-        Dlo = e.add(e.sub(2.0, D), E)              # exact for E >= 0 (D-2 and E-(D-2) are)
-        rD = e.div(1.0, D)
-        q = _div_fix(e, e.mul(E, rD), E, D, Dlo, rD)
-    else:
-        q = e.div(E, D)
+    Dlo = e.add(e.sub(2.0, D), E)                  # exact for E >= 0 (D-2 and E-(D-2) are)
+    rD = e.div(1.0, D)
+    q = _div_fix(e, e.mul(E, rD), E, D, Dlo, rD)
     return e.copysign(q, x)
 
 
@@ -1076,7 +1092,6 @@ def _f_cbrt(e: _E, x):
 # power
 # ---------------------------------------------------------------------------
 _POW_TAB_BITS = 6
-TANH_FIX = False
 
 
 def _pow_table():

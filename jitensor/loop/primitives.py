@@ -427,13 +427,15 @@ def _and_terms(c: Expr):
         yield c
 
 
-def _predicate(s: Stmt, cond: Expr, bufdt: dict, localdt: dict) -> Stmt:
-    """Make every effect of s conditional on `cond` (see Split's docstring)."""
+def _predicate(s: Stmt, cond: Expr, bufdt: dict, localdt: dict, private: set) -> Stmt:
+    """Make every effect of s conditional on `cond` (see Split's docstring). Assigns to `private` locals
+    (declared inside the guarded loop, so dead after a masked iteration) stay as they are: a reduction loop
+    inside keeps its `acc = combine(acc, x)` form and can still be vectorized."""
     if isinstance(s, For):
-        return replace(s, body=_predicate(s.body, cond, bufdt, localdt))
+        return replace(s, body=_predicate(s.body, cond, bufdt, localdt, private))
     if isinstance(s, Seq):
-        return Seq(tuple(_predicate(x, cond, bufdt, localdt) for x in s.body))
-    if isinstance(s, (Store, Assign)):
+        return Seq(tuple(_predicate(x, cond, bufdt, localdt, private) for x in s.body))
+    if isinstance(s, Store) or (isinstance(s, Assign) and s.name not in private):
         if isinstance(s, Store):
             dt = bufdt.get(s.buf, s.value.dtype)
             old = Load(s.buf, s.index, dt)
@@ -447,7 +449,7 @@ def _predicate(s: Stmt, cond: Expr, bufdt: dict, localdt: dict) -> Stmt:
         return Store(s.buf, s.index, new) if isinstance(s, Store) else Assign(s.name, new)
     if isinstance(s, Check):
         return Check(Idx("and", cond, s.cond), s.code)
-    return s  # Decl: dead after the iteration (see Split)
+    return s  # Decl, private Assign: dead after the iteration (see Split)
 
 
 def _guards(s: Stmt) -> set:
@@ -466,48 +468,64 @@ def _guards(s: Stmt) -> set:
     return out
 
 
-def _unclamp_guards(e: Expr, guards: set) -> Expr:
-    """min(X, E-1) -> X where `X < E` guards the statement: masked iterations are no-ops, so dependence
-    analysis may ignore them, and in the others the clamp is the identity."""
-    if not guards:
-        return e
+def _injective(f: dict, ext: dict) -> bool:
+    """An affine form takes distinct values at distinct points of its loop variables (mixed radix);
+    variables without an extent here are bound outside and constant."""
+    span = 0
+    for c, e in sorted((abs(c), ext[v]) for v, c in f.items() if v is not None and c and v in ext):
+        if c <= span:
+            return False
+        span += c * (e - 1)
+    return True
 
+
+def _atomize_guards(e: Expr, guards: set, ext: dict, atoms: dict) -> Expr:
+    """Replace each guard clamp min(X, E-1) (X < E predicates the statement) by a pseudo-variable with
+    extent E (atoms[name] = (E, vars of X)). Masked iterations are no-ops and may be ignored, and in the
+    others the atom equals X; X must be affine and injective so the atom determines X's variables."""
     def fn(x):
         if isinstance(x, Idx) and x.op == "min" and isinstance(x.b, Const) and (x.a, int(x.b.value) + 1) in guards:
-            return x.a
+            f = _schedule.affine(x.a)
+            if f is None or not _injective(f, ext) or any(v is not None and v not in ext for v in f):
+                return x
+            name = next((n for n, (k, _, _) in atoms.items() if k == (x.a, x.b)), None)
+            if name is None:
+                name = f"\0atom{len(atoms)}"
+                atoms[name] = ((x.a, x.b), int(x.b.value) + 1, {v for v in f if v is not None})
+            return Var(name)
         return x
     return _rewrite(e, fn, {})
 
 
 def _parallel_ok(loop: For) -> bool:
-    """schedule.parallel_legal, accepting a clamp min(X, C) when every clamped access stays inside the
-    block of its own iteration of `loop`: X does not depend on the loop, or X = v*k + R with 0 <= R < k
-    and C >= k*(extent-1) (the clamp only bites in the last iteration, and lands inside it)."""
+    """schedule.parallel_legal, accepting clamps min(X, C) (from guarded splits): if X does not involve the
+    loop's variable the clamp is analysed as a variable over [0, C]; if X = v*k + R with 0 <= R < k and
+    C >= k*(extent-1), the clamp only bites in the last iteration and lands inside its block, so X stands."""
     p, n = loop.var, loop.extent
     ext = {f.var: f.extent for f, _ in _iter_loops(loop.body)}
+    atoms: dict = {}
 
-    def ok(x: Idx) -> bool:
+    def fn(x):
+        if not (isinstance(x, Idx) and x.op == "min" and isinstance(x.b, Const)):
+            return x
         f = _schedule.affine(x.a)
         c = int(x.b.value)
         if f is None or c < 0 or any(v is not None and v != p and v not in ext for v in f):
-            return False
+            return x
         k = f.pop(p, 0)
         lo = f.pop(None, 0)
         if any(co < 0 for co in f.values()) or lo < 0:
-            return False
+            return x
         if k == 0:
-            return True
+            name = atoms.setdefault((x.a, c), f"\0atom{len(atoms)}")
+            return Var(name)
         hi = lo + sum(co * (ext[v] - 1) for v, co in f.items())
-        return k > 0 and hi < k and c >= k * (n - 1)
+        return x.a if (k > 0 and hi < k and c >= k * (n - 1)) else x
 
-    def fn(x):
-        if isinstance(x, Idx) and x.op == "min" and isinstance(x.b, Const) and ok(x):
-            return x.a
-        return x
     memo: dict = {}
 
     def idx(e):
-        return _rewrite(e, lambda x: fn(x), memo)
+        return _rewrite(e, fn, memo)
 
     def fix_loads(e):
         return _rewrite(e, lambda x: replace(x, index=idx(x.index)) if isinstance(x, Load) else x, {})
@@ -518,6 +536,8 @@ def _parallel_ok(loop: For) -> bool:
         return _map_exprs(s, fix_loads)
 
     body = _map_leaves(loop.body, st)
+    for (_, c), name in atoms.items():  # parallel_legal reads extents from loops: give each atom one
+        body = For(name, c + 1, body)
     return _schedule.parallel_legal(replace(loop, body=body))
 
 
@@ -541,8 +561,8 @@ def _split(k: Kernel, st: Split) -> Kernel:
     if st.tail not in ("guard", "loop"):
         raise _Illegal(f"tail must be 'guard' or 'loop', got {st.tail!r}")
     loop, _ = _loop(k, st.loop)
-    if loop.kind in ("vectorize", "unroll"):
-        raise _Illegal(f"loop {loop.var} is marked {loop.kind}: split it before marking")
+    if loop.kind in ("vectorize", "unroll") or loop.lanes > 1:
+        raise _Illegal(f"loop {loop.var} is marked {loop.kind} x{loop.lanes}: split it before marking")
     v, n = loop.var, loop.extent
     vo, vi = f"{v}_o", f"{v}_i"
     _check_new_names(k, vo, vi)
@@ -552,7 +572,8 @@ def _split(k: Kernel, st: Split) -> Kernel:
         new: Stmt = For(vo, n // f, For(vi, f, _subst(loop.body, {v: x})), outer_kind)
     elif st.tail == "guard":
         body = _subst(loop.body, {v: Idx("min", x, c64(n - 1))})
-        body = _predicate(body, Idx("lt", x, c64(n)), {b.name: b.dtype for b in k.buffers}, _locals(k.body))
+        body = _predicate(body, Idx("lt", x, c64(n)), {b.name: b.dtype for b in k.buffers}, _locals(k.body),
+                          set(_locals(loop.body)))
         new = For(vo, -(-n // f), For(vi, f, body), outer_kind)
     else:
         if loop.kind == "parallel":
@@ -619,24 +640,28 @@ def _nest_reason(chain: list[For], new: list[For], body: Stmt) -> str | None:
     written = _written(body)
     for leaf in _leaves(body):
         if isinstance(leaf, Store):
-            access.setdefault(leaf.buf, set()).add(_unclamp_guards(leaf.index, guards))
+            access.setdefault(leaf.buf, set()).add(leaf.index)
         for e in _exprs_of(leaf):
             for x in _walk(e):
                 if isinstance(x, Load) and x.buf in written:
-                    access.setdefault(x.buf, set()).add(_unclamp_guards(x.index, guards))
+                    access.setdefault(x.buf, set()).add(x.index)
     for buf, idxs in sorted(access.items()):
         if len(idxs) != 1:
             return f"buffer {buf} is accessed at different indices in the nest"
-        f = _schedule.affine(next(iter(idxs)))
+        atoms: dict = {}
+        f = _schedule.affine(_atomize_guards(next(iter(idxs)), guards, ext, atoms))
         if f is None:
             return f"the index of buffer {buf} is not affine"
-        terms = sorted((abs(c), ext[v]) for v, c in f.items() if v is not None and c != 0 and v in ext)
-        span = 0
-        for c, e in terms:
-            if c <= span:
-                return f"the index of buffer {buf} is not injective over its loops"
-            span += c * (e - 1)
-        red = {v for v in nest if f.get(v, 0) == 0}
+        aext = dict(ext)
+        used = set()
+        for name, (_, e, vs) in atoms.items():
+            aext[name] = e
+            used |= vs
+        if used & set(f):
+            return f"the index of buffer {buf} uses a guarded variable outside its guard"
+        if not _injective(f, aext):
+            return f"the index of buffer {buf} is not injective over its loops"
+        red = {v for v in nest if f.get(v, 0) == 0 and v not in used}
         if not kept(red):
             return f"loops {sorted(red)} reduce into buffer {buf}: their order would change"
     return None
@@ -692,27 +717,82 @@ def _tile(k: Kernel, st: Tile) -> Kernel:
     return _reorder(k, Reorder((f"{a}_o", f"{b}_o", f"{a}_i", f"{b}_i")))
 
 
+def _vector_reason(loop: For) -> str | None:
+    """Why the code generator's vector loop (codegen/llvm.py `vector_for`: lanes run one statement at a
+    time, locals become vector accumulators folded after the loop, a scalar tail) could change results.
+    Mirrors schedule.vector_lanes, plus: a buffer the loop writes is read only at the stored index."""
+    v = loop.var
+    body = loop.body
+    stmts = list(body.body) if isinstance(body, Seq) else [body]
+    written = {x.buf for x in stmts if isinstance(x, Store)}
+    idx: dict = {}
+    for st in stmts:
+        if isinstance(st, For):
+            return f"loop {v} is not innermost"
+        if isinstance(st, Decl):
+            return f"loop {v} declares local {st.name} (a vector loop only updates accumulators)"
+        if isinstance(st, Store):
+            f = _schedule.affine(_unclamp_invariant(st.index, v))
+            if f is None or f.get(v, 0) != 1:
+                return f"the store to {st.buf} is not contiguous in {v}"
+            idx.setdefault(st.buf, set()).add(st.index)
+        elif isinstance(st, Assign):
+            val = st.value
+            if not (isinstance(val, Call) and val.op in _COMBINE and isinstance(val.args[0], LocalRef)
+                    and val.args[0].name == st.name and _uses(val.args[1], st.name) == 0):
+                hint = (" (a guarded split tail predicates it: split with tail='loop' or a dividing factor)"
+                        if isinstance(val, Call) and val.op == "where" else "")
+                return f"local {st.name} is not updated as a reduction acc = combine(acc, x){hint}"
+            if any(_uses(o, st.name) for o in stmts if o is not st):
+                return f"local {st.name} is read inside loop {v}"
+        for e in _exprs_of(st):
+            for x in _walk(e):
+                if isinstance(x, Load) and x.buf in written:
+                    idx.setdefault(x.buf, set()).add(x.index)
+    bad = sorted(b for b, s in idx.items() if len(s) > 1)
+    if bad:
+        return f"buffer {bad[0]} is read at another index than it is written in loop {v}"
+    return None
+
+
+_COMBINE = ("reduce_add", "reduce_mul", "maximum", "minimum", "logical_or", "logical_and")
+
+
+def _unclamp_invariant(e: Expr, v: str) -> Expr:
+    """min(X, C) -> X when X does not involve v: the clamp is the same in every lane."""
+    def fn(x):
+        if isinstance(x, Idx) and x.op == "min" and isinstance(x.b, Const) and v not in _vars(x.a):
+            return x.a
+        return x
+    return _rewrite(e, fn, {})
+
+
 def _mark(k: Kernel, name: str, kind: str, lanes: int = 1) -> Kernel:
     loop, anc = _loop(k, name)
-    if loop.kind == "parallel" and kind != "parallel":
-        raise _Illegal(f"loop {name} is parallel")
     if kind == "vectorize":
-        if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes < 1:
-            raise _Illegal(f"lanes must be a positive int, got {lanes!r}")
+        if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes < 2 or lanes & (lanes - 1):
+            raise _Illegal(f"lanes must be a power of two >= 2, got {lanes!r}")
         if _has_loop(loop.body):
             raise _Illegal(f"loop {name} is not innermost")
-        if loop.extent % lanes:
-            raise _Illegal(f"extent {loop.extent} of loop {name} is not a multiple of {lanes} lanes: "
-                           f"Split({name!r}, {lanes}) first and vectorize {name}_i")
-    if kind == "parallel":
-        if loop.kind != "serial" and loop.kind != "parallel":
-            raise _Illegal(f"loop {name} is marked {loop.kind}")
+        why = _vector_reason(replace(loop, lanes=int(lanes)))
+        if why:
+            raise _Illegal(why)
+        # a parallel loop stays parallel (the vector loop then runs over the thread's range)
+        new = replace(loop, kind="parallel" if loop.kind == "parallel" else "vectorize", lanes=int(lanes))
+    elif kind == "unroll":
+        if loop.kind == "parallel":
+            raise _Illegal(f"loop {name} is parallel")
+        new = replace(loop, kind="unroll", lanes=1)
+    else:
+        if loop.kind == "unroll":
+            raise _Illegal(f"loop {name} is marked unroll")
         if k.body is not loop:
             raise _Illegal(f"loop {name} is not the kernel's outermost loop (only a loop that is the whole kernel "
                            "body runs in parallel)")
         if not _parallel_ok(loop):
             raise _Illegal(f"iterations of loop {name} write overlapping parts of a buffer")
-    return replace(k, body=_replace_node(k.body, loop, replace(loop, kind=kind, lanes=int(lanes))))
+        new = replace(loop, kind="parallel")
+    return replace(k, body=_replace_node(k.body, loop, new))
 
 
 def _cache_write(k: Kernel, st: CacheWrite) -> Kernel:
@@ -856,8 +936,8 @@ _APPLY = {Split: _split, Reorder: _reorder, Fuse: _fuse, Tile: _tile, CacheWrite
 
 
 def _violations(k: Kernel) -> set:
-    """Placement rules every schedule keeps: parallel only as the whole body (and legal), vectorize only
-    on innermost loops whose extent is a multiple of the lanes."""
+    """Placement rules every schedule keeps: parallel only as the whole body (and legal), vector loops
+    (lanes > 1) only where the code generator's vector loop keeps results."""
     out = set()
     for f, _ in _iter_loops(k.body):
         if f.kind == "parallel":
@@ -865,17 +945,18 @@ def _violations(k: Kernel) -> set:
                 out.add(f"parallel loop {f.var} is no longer the kernel's outermost loop")
             elif not _parallel_ok(f):
                 out.add(f"parallel loop {f.var} is no longer legal")
-        elif f.kind == "vectorize":
-            if _has_loop(f.body):
-                out.add(f"vectorized loop {f.var} is no longer innermost")
-            if f.extent % max(f.lanes, 1):
-                out.add(f"vectorized loop {f.var}: extent {f.extent} is not a multiple of {f.lanes} lanes")
+        if f.lanes > 1:
+            why = _vector_reason(f)
+            if why:
+                out.add(f"vectorized loop {f.var}: {why}")
     return out
 
 
 def apply(kernel: Kernel, steps) -> Kernel:
     """Apply `steps` in order; raise ScheduleError (with .step, .index) at the first illegal one."""
     k = replace(kernel, body=_uniquify(kernel.body))
+    if steps and getattr(k, "template", None) is not None:
+        k = replace(k, template=None)  # the scheduled loops, not the template, implement the kernel now
     bad = _violations(k)
     for i, st in enumerate(steps):
         fn = _APPLY.get(type(st))

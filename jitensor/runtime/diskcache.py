@@ -706,6 +706,12 @@ class DiskCache:
             "totals": totals,
         }
 
+    def discard(self, key: str, reason: str) -> None:
+        """Remove an entry that verified but proved unusable (e.g. object code that does not load), with a
+        CacheWarning; the next store writes a fresh one."""
+        _check_key(key)
+        self._drop(self._entry_path(key), _Corrupt(reason))
+
     def clear(self) -> int:
         """Remove every entry; returns how many were removed. Statistics are kept."""
         n = 0

@@ -245,10 +245,6 @@ def test_disabled_cache_writes_nothing(tmp_path, how):
     assert not d.exists()  # not even the directory or stats.json
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: api.JitFunction reads JITENSOR_DISABLE_CACHE as 'any non-empty value' "
-                                       "while diskcache (and so `jitensor cache info`) treats 0/false/no/off as not "
-                                       "set: with JITENSOR_DISABLE_CACHE=0 the CLI says enabled but the JIT never "
-                                       "uses the disk")
 def test_disable_cache_zero_means_enabled(tmp_path):
     moddir = write_module(tmp_path / "mod")
     d = tmp_path / "cache"
@@ -343,24 +339,16 @@ def test_unloadable_entry_warns_and_recompiles(unloadable):
     assert len(msgs) == 1 and str(d / f"{key}.jtk") in msgs[0] and "recompil" in msgs[0], msgs
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.compile_graph warns with a plain UserWarning, not a "
-                                       "CacheWarning, when a cached object cannot be loaded")
 def test_unloadable_entry_warning_is_a_cache_warning(unloadable):
     _, _, first, _ = unloadable
     assert len(first["cache_warnings"]) == 1, first
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiler.compile_graph does not replace an entry that verifies but "
-                                       "cannot be loaded (DiskCache.store is write-once), so every later process "
-                                       "warns and recompiles again")
 def test_unloadable_entry_is_replaced_for_the_next_process(unloadable):
     _, _, _, second = unloadable
     assert second["calls"][0]["disk_hits"] == 1 and _all_warnings(second) == [], second
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: an entry that verifies but whose payload is not an object file "
-                                       "crashes the process (SIGSEGV in llvmlite ExecutionEngine.add_object_file "
-                                       "called by codegen.llvm.LoadedCode); compile_graph's except cannot catch it")
 def test_entry_that_is_not_an_object_file_does_not_crash(stored, tmp_path):
     moddir, src = stored
     d = copy_cache(src, tmp_path / "cache")
