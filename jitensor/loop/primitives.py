@@ -1,58 +1,66 @@
 """Schedule primitives as replayable data: a schedule is a list of steps applied to a Kernel.
 
-Templates, the autotuner and saved tuning records all speak this language: `apply(kernel, steps)`
-replays a record, `to_json`/`from_json` store one, `loops(kernel)` lists what a search space can
-name. Every step either preserves the kernel's results exactly (same values, same per-element
-accumulation order) or raises `ScheduleError` naming the step and the reason.
+Templates, the autotuner and saved tuning records all speak this language: `apply(kernel, steps)` replays
+a record, `to_json`/`from_json` store one, `loops(kernel)` lists what a search space can name. A step either
+keeps the kernel's results (the same values; every element accumulated in the same order, except where the
+code generator's vector loops reassociate reductions, as default_schedule's do) or raises `ScheduleError`
+naming the step and the reason. Applying steps to a kernel that carries a code-generator template drops the
+template: the scheduled loops implement the kernel from then on.
 
-Loops are named by their variable. Names are unique within a kernel after `apply`/`loops` rename a
-repeated name deterministically (pre-order: the second `j` of a matmul kernel becomes `j_1`), so a
-record made against `loops(kernel)` replays exactly. New loops are named `v_o`/`v_i` (split),
-`v_t` (tail loop; loops copied into a tail get the suffix `_t` too).
+Loops are named by their variable. `apply` and `loops` first rename repeated names deterministically in
+pre-order (a matmul kernel has two loops `j`: the second is `j_1`), so a record made against
+`loops(kernel)` replays exactly. New loops: `v_o`/`v_i` (split), `v_t` (tail loop; loops copied into the
+tail get the suffix `_t` too). A loop is vectorized when lanes > 1 (as default_schedule marks them).
 
 Steps
-  Split(loop, factor, tail="guard")  v -> v_o (ceil(extent/factor)) x v_i (factor), v = v_o*factor + v_i.
+  Split(loop, factor, tail="guard")  v -> v_o (outer) x v_i (inner, extent factor), v = v_o*factor + v_i.
       When factor does not divide the extent:
-        tail="guard" (default): the nest stays perfect (so Reorder/Tile/Parallel still apply). The IR
-          has no `if`, so the guard is predication: inside the loop v becomes min(v_o*f + v_i, extent-1)
-          (every load stays in bounds) and each Store/Assign/Check is predicated on v_o*f + v_i < extent
-          (a store writes back the element's current value, an assign keeps the local, a check is
-          and-ed). Masked iterations are therefore no-ops. Decl is not predicated: a local declared in
-          a loop body is dead at the end of the iteration (true of everything lowering emits).
-        tail="loop": a main loop over extent//factor blocks, then a separate loop `v_t` over the
-          remainder (no predication: the fast form for vectorizing, but the nest is no longer perfect).
-  Reorder(order)     permute loops of one perfect nest (loops of the chain not named keep their place).
-      Legal when, for every buffer written in the nest, all its accesses there use one affine index that
-      is injective over its loop variables, and the loops it does not depend on (its reduction loops)
-      keep their relative order; a local accumulated across the nest forbids any change of order. So an
-      interchange never changes any element's summation order: results stay bit-identical.
-  Fuse(outer, inner) collapse a perfect pair into one loop named `outer`: affine rewrite (schedule.fuse)
-      when every index is affine and contiguous, else v_outer = f // n, v_inner = f % n.
-  Tile(loops, factors)  Split both (guarded), Reorder to (o1, o2, i1, i2); the loops must be nested.
-  Vectorize(loop, lanes)  kind="vectorize": innermost loops only, extent a multiple of lanes (else
-      Split(loop, lanes) first and vectorize `loop_i`). The code generator emits these serially today.
-  Unroll(loop)       kind="unroll".
-  Parallel(loop)     kind="parallel": only the kernel's outermost loop, when it is the whole body (the
-      runtime splits exactly that loop), and when schedule.parallel_legal holds; clamps from guarded
-      splits are accepted when they keep every access inside its iteration's block.
-  CacheWrite(loop, buffer=None)  register accumulation: inside `loop`, every Load/Store of `buffer` (the
-      one buffer `loop` writes when omitted) is redirected to a fresh local `<buffer>_acc`, initialised
-      from the buffer before the loop and stored once after it. Legal when all those accesses use one
-      index that does not depend on `loop` or on any loop inside it. After Reorder(("i1", "i0")) this
-      turns a column reduction `t[i1] += x[i0, i1]` into `acc = t[i1]; for i0: acc += x; t[i1] = acc`,
-      and the matmul update into a dot-product accumulator.
-  Inline(local)      substitute a local's Decl expression into its uses and drop the Decl (e.g. the
-      matmul's `aik`, which makes the k/j nest perfect so it can be reordered). Legal when the local is
-      declared once, never assigned, used only after its Decl in the same block, and nothing it reads
-      (buffers, locals) is written there.
-  ComputeAt(local, loop)  move the statements computing a local (its Decl and the loops/assigns that
-      only update it, e.g. a row-local reduction) to the start of `loop`'s body, recomputing it per
-      iteration (to make an outer nest perfect). Legal when `loop` follows it in the same block, holds
+        tail="guard" (default): ceil(extent/factor) blocks and the nest stays perfect, so Reorder, Tile and
+          Parallel still apply. The IR has no `if`: the guard is predication. Inside the loop v becomes
+          min(v_o*f + v_i, extent-1) (every load stays in bounds) and each Store, each Check and each Assign
+          to a local declared outside the loop is predicated on v_o*f + v_i < extent (a store writes back
+          the element's current value, an assign keeps the local, a check is and-ed): masked iterations
+          are no-ops. Decls and assigns to locals declared inside the loop are dead after the iteration
+          and stay as they are, so an inner reduction keeps its `acc = combine(acc, x)` form.
+        tail="loop": extent//factor blocks, then a loop `v_t` over the remainder: no predication (the form
+          to vectorize a split reduction), but the nest is no longer perfect, and a parallel loop cannot
+          take it (it would no longer be the whole kernel body).
+  Reorder(order)  permute loops of one perfect nest (loops of the chain that are not named keep their
+      place). Legal when, for every buffer written in the nest, all its accesses there use one affine
+      index that is injective over its loops (a guard clamp counts as a variable over its real range),
+      and the loops the index does not use (its reduction loops) keep their relative order; a local
+      accumulated across the nest forbids any change. So no element's accumulation order ever changes.
+  Fuse(outer, inner)  collapse a perfect pair into one loop named `outer`: schedule.fuse's affine rewrite
+      when every index is affine and contiguous across the pair, else v_outer = f // n, v_inner = f % n.
+  Tile(loops, factors)  Split both (guarded), Reorder to (o1, o2, i1, i2); loops[1] must be nested in
+      loops[0] with only perfectly nested loops between.
+  Vectorize(loop, lanes)  lanes (a power of two) on an innermost loop; kind="vectorize" (a parallel loop
+      stays parallel). The code generator emits an explicit vector loop plus a scalar tail, so the extent
+      need not be a multiple of lanes; what it needs is checked: no Decl in the body, stores contiguous in
+      the loop variable (a clamp that does not involve it is uniform across lanes), locals updated only as
+      reductions `acc = combine(acc, x)`, and a written buffer read only at the index it is written.
+      A guarded split of the loop itself makes its stores non-contiguous: split with tail="loop" (or a
+      dividing factor) to vectorize the inner loop.
+  Unroll(loop)  kind="unroll" (drops vector lanes).
+  Parallel(loop)  kind="parallel": only a loop that is the whole kernel body (the runtime splits exactly
+      that loop), when schedule.parallel_legal holds. Guard clamps are accepted when every clamped access
+      stays inside its own iteration's block: a clamp that does not involve the loop is analysed as a
+      variable over [0, C]; min(v*k + R, C) with 0 <= R < k and C >= k*(extent-1) only bites in the last
+      iteration and lands inside it.
+  CacheWrite(loop, buffer=None)  register accumulation: inside `loop`, every Load/Store of `buffer` (the one
+      buffer `loop` writes when omitted) becomes a fresh local `<buffer>_acc`, loaded before the loop and
+      stored once after it. Legal when all those accesses use one index that does not depend on `loop` or
+      on a loop inside it (nor read a buffer written there). After Reorder(("i1", "i0")) this turns the
+      column reduction `t[i1] += x[i0, i1]` into `acc = t[i1]; for i0: acc += x[i0, i1]; t[i1] = acc`, and
+      the matmul update (after Inline("aik"), Reorder(("j_1", "k"))) into a dot product in a register.
+  Inline(local)  substitute a local's Decl expression into its uses and drop the Decl (e.g. the matmul's
+      `aik`, which makes the k/j nest perfect). Legal when the local is declared once, never assigned, used
+      only after its Decl in the same block, and nothing it reads (buffers, locals) is written there.
+  ComputeAt(local, loop)  move the statements computing a local (its Decl and the following loops/assigns
+      that only update it, e.g. a row-local reduction) to the start of `loop`'s body, recomputing it per
+      iteration (to make an outer nest perfect). Legal when `loop` follows it in the same block and holds
       every use, and nothing the computation reads is written from its old place through `loop`.
-      (Producers that live in other kernels cannot move: kernel boundaries are fusion's decision.)
-
-`loops(kernel)` -> [(var, extent, depth)] in pre-order, `apply(kernel, steps)` -> Kernel,
-`to_json(steps)` -> list[dict], `from_json(data)` -> list[Step].
+      Producers in other kernels cannot move: kernel boundaries are the fusion planner's decision.
 """
 from __future__ import annotations
 
@@ -84,7 +92,8 @@ class _Illegal(Exception):
 
 
 def _coerce(obj, name, conv):
-    object.__setattr__(obj, name, conv(getattr(obj, name)))
+    v = getattr(obj, name)
+    object.__setattr__(obj, name, (v,) if isinstance(v, str) else conv(v))  # lists from JSON -> tuples
 
 
 @dataclass(frozen=True)
@@ -152,8 +161,8 @@ class ComputeAt:
 
 
 Step = Union[Split, Reorder, Fuse, Tile, Vectorize, Unroll, Parallel, CacheWrite, Inline, ComputeAt]
-STEPS = {c.__name__.lower(): c for c in (Split, Reorder, Fuse, Tile, Vectorize, Unroll, Parallel, CacheWrite,
-                                         Inline, ComputeAt)}
+STEPS = {"split": Split, "reorder": Reorder, "fuse": Fuse, "tile": Tile, "vectorize": Vectorize, "unroll": Unroll,
+         "parallel": Parallel, "cache_write": CacheWrite, "inline": Inline, "compute_at": ComputeAt}
 _NAMES = {c: n for n, c in STEPS.items()}
 
 
@@ -166,9 +175,13 @@ def to_json(steps) -> list[dict]:
         d = {"step": _NAMES[type(s)]}
         for f in fields(s):
             v = getattr(s, f.name)
-            d[f.name] = list(v) if isinstance(v, tuple) else v
+            d[f.name] = [_plain(x) for x in v] if isinstance(v, tuple) else _plain(v)
         out.append(d)
     return out
+
+
+def _plain(v):
+    return int(v) if isinstance(v, np.integer) else v
 
 
 def from_json(data) -> list[Step]:

@@ -27,9 +27,8 @@ class _Worker:
     def _loop(self):
         while True:
             self.go.acquire()
-            fn, table, b, e = self.task
             try:
-                fn(table, b, e)
+                self.task()
             except BaseException as ex:  # pragma: no cover - machine code does not raise
                 self.error = ex
             self.done.release()
@@ -42,21 +41,26 @@ class Pool:
         self.lock = threading.Lock()
 
     def parallel_for(self, fn, table, extent: int, grain: int = 1):
-        """Run fn(table, begin, end) over [0, extent) split across the threads (chunks aligned to `grain`)."""
+        """Run fn(table, begin, end) over [0, extent) on all threads. The range is cut into a few chunks per
+        thread (aligned to `grain`) that threads take in turn, so a core slowed by other work takes fewer."""
         n = min(self.n, max(1, extent // max(grain, 1)))
         if n <= 1 or not self.lock.acquire(blocking=False):  # busy (another thread's call): run inline
             fn(table, 0, extent)
             return
         try:
-            step = -(-extent // n)
+            pieces = min(4 * n, max(1, extent // max(grain, 1)))
+            step = -(-extent // pieces)
             step = -(-step // grain) * grain
-            bounds = [(i * step, min(extent, (i + 1) * step)) for i in range(n)]
-            bounds = [(b, e) for b, e in bounds if b < e]
-            used = self.workers[:len(bounds) - 1]
-            for w, (b, e) in zip(used, bounds[1:]):
-                w.task = (fn, table, b, e)
+            chunks = iter([(b, min(extent, b + step)) for b in range(0, extent, step)])
+
+            def drain(fn=fn, table=table, chunks=chunks):
+                for b, e in chunks:  # next() on a list iterator is atomic under the GIL
+                    fn(table, b, e)
+            used = self.workers[:n - 1]
+            for w in used:
+                w.task = drain
                 w.go.release()
-            fn(table, *bounds[0])
+            drain()
             for w in used:
                 w.done.acquire()
         finally:
