@@ -105,9 +105,14 @@ def assert_same(expected, got, rtol=None, atol=None, path="result"):
         assert got is None, f"{path}: got {got!r}, numpy gives None"
         return
     if isinstance(expected, (bool, int, float)) and not isinstance(expected, np.generic):
-        # a Python number that the function returned (a constant): same Python type and value
-        assert type(got) is type(expected), f"{path}: got {type(got).__name__}, want {type(expected).__name__}"
-        assert got == expected or (got != got and expected != expected), f"{path}: {got!r} != {expected!r}"
+        # a Python number: a constant comes back as the same Python type; a value computed from a Python scalar
+        # argument may come back as the numpy scalar of numpy's default dtype for it (bool, int64, float64)
+        if type(got) is type(expected):
+            assert got == expected or (got != got and expected != expected), f"{path}: {got!r} != {expected!r}"
+            return
+        assert isinstance(got, (np.generic, np.ndarray)), f"{path}: got {type(got).__name__}, want " \
+                                                          f"{type(expected).__name__}"
+        assert_values(np.asarray(expected), got, rtol, atol, path)
         return
     assert isinstance(got, (np.ndarray, np.generic)), f"{path}: got a {type(got).__name__}"
     assert_values(expected, got, rtol, atol, path)

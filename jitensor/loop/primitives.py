@@ -10,7 +10,8 @@ template: the scheduled loops implement the kernel from then on.
 Loops are named by their variable. `apply` and `loops` first rename repeated names deterministically in
 pre-order (a matmul kernel has two loops `j`: the second is `j_1`), so a record made against
 `loops(kernel)` replays exactly. New loops: `v_o`/`v_i` (split), `v_t` (tail loop; loops copied into the
-tail get the suffix `_t` too). A loop is vectorized when lanes > 1 (as default_schedule marks them).
+tail get the suffix `_t`, or `_t2`... when taken). A loop is vectorized when lanes > 1 (as default_schedule
+marks them).
 
 Steps
   Split(loop, factor, tail="guard")  v -> v_o (outer) x v_i (inner, extent factor), v = v_o*factor + v_i.
@@ -592,9 +593,15 @@ def _split(k: Kernel, st: Split) -> Kernel:
         if loop.kind == "parallel":
             raise _Illegal(f"a tail loop would leave parallel loop {v} not the whole kernel body; use tail='guard'")
         vt = f"{v}_t"
-        inner = sorted(_loop_names(loop.body))
-        ren = {u: f"{u}_t" for u in inner}
-        _check_new_names(k, vt, *ren.values())
+        _check_new_names(k, vt)
+        taken = _loop_names(k.body) | {vt}
+        ren = {}
+        for u in sorted(_loop_names(loop.body)):  # copies of inner loops: u_t (u_t2... if taken)
+            name, m = f"{u}_t", 2
+            while name in taken:
+                name, m = f"{u}_t{m}", m + 1
+            ren[u] = name
+            taken.add(name)
         tail_body = _subst(_rename_loops(loop.body, ren), {v: iadd(c64((n // f) * f), Var(vt))})
         parts = []
         if n // f:
@@ -781,7 +788,7 @@ def _unclamp_invariant(e: Expr, v: str) -> Expr:
 
 
 def _mark(k: Kernel, name: str, kind: str, lanes: int = 1) -> Kernel:
-    loop, anc = _loop(k, name)
+    loop, _ = _loop(k, name)
     if kind == "vectorize":
         if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes < 2 or lanes & (lanes - 1):
             raise _Illegal(f"lanes must be a power of two >= 2, got {lanes!r}")
@@ -967,6 +974,7 @@ def _violations(k: Kernel) -> set:
 
 def apply(kernel: Kernel, steps) -> Kernel:
     """Apply `steps` in order; raise ScheduleError (with .step, .index) at the first illegal one."""
+    steps = list(steps)
     k = replace(kernel, body=_uniquify(kernel.body))
     if steps and getattr(k, "template", None) is not None:
         k = replace(k, template=None)  # the scheduled loops, not the template, implement the kernel now

@@ -421,6 +421,15 @@ def test_weak_typing_examples():
     assert check(lambda x: x * np.float32(2), i8)[1].dtype == np.float32
 
 
+@xfail_bug("arithmetic between Python-scalar arguments gives a strongly typed float64/int64 (x_f32 * (a * 2) is "
+           "float64, numpy: float32): the result of a ufunc on weak operands is not weak")
+@pytest.mark.parametrize("fn", [lambda x, a: x * (a * 2), lambda x, a: x + (-a), lambda x, a: x - a ** 2,
+                                lambda x, a: x * np.float32(1) + (a + a)], ids=["a*2", "-a", "a**2", "a+a"])
+def test_weak_scalar_arithmetic_stays_weak(fn):
+    check(fn, np.linspace(0, 1, 5, dtype=np.float32), 1.5)
+    check(fn, np.arange(5, dtype=np.int8), 3)
+
+
 @pytest.mark.parametrize("dt", [np.int8, np.uint8, np.int32])
 def test_python_int_literal_out_of_range_raises(dt):
     x = np.arange(3, dtype=dt)

@@ -158,11 +158,13 @@ def test_interpreter_matches_numpy(case):
 
 def test_interpreter_reports_checks():
     # an out-of-range gather index: the same check the compiled code reports
-    fn, (a, _) = CASES["gather"]
     p = prog("gather")
     init = dict(p.init, in1=np.array([0, 9, 2, 5]))
     _, err = interpret(p.kernels, init)
     assert err == {1}
+    # and a guarded split keeps reporting it (the check is and-ed with the guard, not dropped)
+    k = apply(p.kernels[p.main], [Split("i0", 3), Split("i1", 2)])
+    assert interpret([k], init)[1] == {1}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -187,6 +189,21 @@ def test_split_guard_keeps_the_nest_perfect():
     assert [(v, e) for v, e, _ in loops(k)] == [("i0_o", 3), ("i0_i", 2), ("i1", 7)]
     k = check("ew", [Split("i0", 2, "loop")])
     assert [(v, e) for v, e, _ in loops(k)] == [("i0_o", 2), ("i0_i", 2), ("i1", 7), ("i0_t", 1), ("i1_t", 7)]
+
+
+def test_split_twice():
+    # tail copies of inner loops get fresh names (i1_t, then i1_t2)
+    k = check("ew", [Split("i0", 3, "loop"), Split("i0_o", 1, "loop"), Split("i0_i", 2, "loop")])
+    names = [v for v, _, _ in loops(k)]
+    assert len(set(names)) == len(names) and {"i1_t", "i1_t2"} <= set(names)
+    check("colsum", [Split("i0", 3), Split("i0_i", 2), Split("i1", 2, "loop"), Split("i1_i", 3)])
+
+
+def test_reorder_around_guards():
+    # a guarded spatial loop may move; the split halves of a guarded reduction loop may not swap
+    check("colsum", [Split("i1", 3), Reorder(("i1_o", "i1_i", "i0"))])
+    with pytest.raises(ScheduleError, match="reduce into"):
+        apply(main_kernel("colsum"), [Split("i0", 3), Reorder(("i0_i", "i0_o", "i1"))])
 
 
 def _perfect_pairs(k):
