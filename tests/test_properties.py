@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
@@ -20,6 +20,7 @@ from helpers import assert_same, run_numpy
 DTYPES = [np.dtype(d) for d in ("bool", "int8", "int32", "int64", "uint8", "uint32", "float32", "float64")]
 
 SETTINGS = settings(max_examples=60, deadline=None, database=None, derandomize=True,
+                    phases=[Phase.explicit, Phase.generate, Phase.shrink],  # no 'explain' (slow, writes patches)
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 dtypes = st.sampled_from(DTYPES)

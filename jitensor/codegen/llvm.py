@@ -298,6 +298,9 @@ class FnEmitter:
                        align=dt.itemsize)
             return b.trunc(v, ir.VectorType(I1, n)) if dt.kind == "b" else v
         idx = self.expr(e.index, memo)  # gather, lane by lane
+        if not isinstance(idx.type, ir.VectorType):  # non-affine but invariant in the vector loop
+            v = b.load(self.addr(e.buf, idx), typ=mem_ty(dt), align=dt.itemsize)
+            return b.trunc(v, I1) if dt.kind == "b" else v
         out = ir.Constant(ir.VectorType(mem_ty(dt), n), ir.Undefined)
         for i in range(n):
             li = b.extract_element(idx, ir.Constant(I32, i))

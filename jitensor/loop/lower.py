@@ -368,8 +368,9 @@ class Lowerer:
 def _gemm_template(n: Node, av: Expr, bv: Expr, out: Buffer, batch, bidx):
     """Parameters of the GEMM template when both operands are plain strided loads (float only)."""
     from .schedule import affine
-    if n.dtype not in (np.float32, np.float64) or not isinstance(av, Load) or not isinstance(bv, Load):
-        return None
+    if (n.dtype not in (np.float32, np.float64) or not isinstance(av, Load) or not isinstance(bv, Load)
+            or 0 in n.inputs[0].shape or 0 in n.inputs[1].shape):
+        return None  # (K == 0: the loop nest writes the zeros the template would never store)
     fa, fb = affine(av.index), affine(bv.index)
     if fa is None or fb is None:
         return None
