@@ -100,10 +100,10 @@ def test_elementwise_matches_numpy(name, pair):
 @SETTINGS
 @given(pair=array_pairs())
 def test_elementwise_on_strided_views(pair):
-    """The same ops on reversed / transposed views of the inputs (new strides, same values)."""
+    """The same ops on reversed views of the inputs (new strides, same shapes)."""
     a, b = pair
-    _compare("add", a[::-1] if a.ndim else a, b.T)
-    _compare("where", a.T, b[..., ::-1] if b.ndim else b)
+    _compare("add", a[::-1] if a.ndim else a, b[..., ::-1] if b.ndim else b)
+    _compare("where", a[..., ::-1] if a.ndim else a, b[::-1] if b.ndim else b)
 
 
 @SETTINGS

@@ -66,8 +66,10 @@ def _axis_ok(fname, axis):
 AXES_3D = [None, 0, 1, -1, -3, (0, 2), (-1, 0), (0, 1, 2), ()]
 
 
-@pytest.mark.parametrize("keepdims", [False, True])
-@pytest.mark.parametrize("axis", AXES_3D, ids=repr)
+AXES_KEEPDIMS = [(a, False) for a in AXES_3D] + [(a, True) for a in (None, 1, -1, (0, 2), ())]
+
+
+@pytest.mark.parametrize("axis,keepdims", AXES_KEEPDIMS, ids=repr)
 @pytest.mark.parametrize("dt", [np.float64, np.int32], ids=lambda d: np.dtype(d).name)
 @pytest.mark.parametrize("fname", REDUCTIONS)
 def test_reduce_3d_axes(fname, dt, axis, keepdims):
