@@ -229,7 +229,7 @@ class JitFunction:
         from .frontend.trace import user_frame  # noqa: F401  (imported for side effects of the frontend)
         tracers, inputs, layouts = [], [], []
         for i, a in enumerate(leaves):
-            if isinstance(a, _SCALARS):
+            if type(a) in _SCALARS:  # np.float64 subclasses float but is a strongly typed numpy scalar
                 dt = np.dtype(bool) if isinstance(a, bool) else np.dtype(np.int64) if isinstance(a, int) \
                     else np.dtype(np.float64)
                 n = ops.input_node(i, (), dt)
@@ -248,12 +248,20 @@ class JitFunction:
                 layouts.append(tuple(s // arr.itemsize for s in arr.strides))
             inputs.append(n)
         dyn = _unflatten(tree, iter(tracers))
-        kwargs = dict(statics)
-        if self._varargs:
-            res = self.fun(*dyn, **kwargs)
-        else:
-            pos = [p for p in self._names if p not in self._static]
-            res = self.fun(**dict(zip(pos, dyn)), **kwargs)
+        values = dict(statics)
+        names = [n for n in self.sig.parameters if n not in values]
+        values.update(zip(names, dyn))
+        args, kwargs = [], {}
+        for p in self.sig.parameters.values():  # rebuild the call in the signature's own shape
+            if p.name not in values:
+                continue
+            if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and not kwargs:
+                args.append(values[p.name])
+            elif p.kind == p.VAR_POSITIONAL:
+                args.extend(values[p.name])
+            else:
+                kwargs[p.name] = values[p.name]
+        res = self.fun(*args, **kwargs)
         out_leaves: list = []
         out_tree = _out_flatten(res, out_leaves)
         outs = []
@@ -301,7 +309,7 @@ def _out_flatten(x, leaves):
         return ("dict", keys, tuple(_out_flatten(x[k], leaves) for k in keys))
     if isinstance(x, (Tracer, np.ndarray, np.generic)) or isinstance(x, _SCALARS):
         leaves.append(x)
-        return ("leaf", type(x).__name__ if isinstance(x, _SCALARS) else None)
+        return ("leaf", type(x).__name__ if type(x) in _SCALARS else None)
     if x is None:
         return None
     raise ArgumentError(f"jitted function returned a value of type {type(x).__name__}; return arrays, numbers, "

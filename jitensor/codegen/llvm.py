@@ -595,7 +595,8 @@ def _float_op(em: FnEmitter, op, x, y, args, t):
         fl = em.intrinsic("llvm.floor", None, [div])
         fl = b.select(b.fcmp_ordered(">", b.fsub(div, fl), fconst(t, 0.5)), b.fadd(fl, fconst(t, 1.0)), fl)
         q = b.fdiv(x, y)
-        r = b.select(b.fcmp_ordered("!=", div, zero), fl, em.intrinsic("llvm.copysign", None, [zero, q]))
+        # C truthiness: a NaN quotient is "nonzero" and stays NaN (NaN divisor, infinite dividend)
+        r = b.select(b.fcmp_unordered("!=", div, zero), fl, em.intrinsic("llvm.copysign", None, [zero, q]))
         return b.select(b.fcmp_ordered("==", y, zero), q, r)
     if op == "negative":
         return b.fneg(x)
@@ -732,9 +733,10 @@ def _int_op(em: FnEmitter, op, x, y, t, signed):
         return b.zext(b.icmp_unsigned("!=", x, zero), t)
     if op == "square":
         return b.mul(x, x)
-    if op == "reciprocal":
-        nz = b.icmp_unsigned("!=", x, zero)
-        return b.select(nz, (b.sdiv if signed else b.udiv)(one, b.select(nz, x, one)), zero)
+    if op == "reciprocal":  # numpy computes 1.0 / x in double and casts back (x == 0: inf -> INT_MIN)
+        d = like(x, F64)
+        q = b.fdiv(fconst(d, 1.0), b.sitofp(x, d) if signed else b.uitofp(x, d))
+        return _float_to_int(em, q, d, np.dtype(f"{'i' if signed else 'u'}{bits // 8}"))
     if op in ("isnan", "isinf", "signbit"):
         return b.icmp_signed("<", x, zero) if op == "signbit" and signed else ir.Constant(like(x, I1), 0)
     if op == "isfinite":

@@ -122,12 +122,20 @@ def ufunc_call(ufunc, inputs, name=None) -> Tracer:
     nodes = broadcast_nodes(nodes, f"np.{name}")
     op = _ALIASES.get(name, name)
     if op in _COMPOSITE:
-        return wrap(_COMPOSITE[op](nodes, out_dt, where))
-    if op in ops.UNARY:
-        return wrap(ops.unary(op, nodes[0], out_dt, where))
-    if op in ops.BINARY:
-        return wrap(ops.binary(op, nodes[0], nodes[1], out_dt, where))
-    raise UnsupportedError(f"ufunc np.{name} is not supported by jitensor", where=where)
+        node = _COMPOSITE[op](nodes, out_dt, where)
+    elif op in ops.UNARY:
+        node = ops.unary(op, nodes[0], out_dt, where)
+    elif op in ops.BINARY:
+        node = ops.binary(op, nodes[0], nodes[1], out_dt, where)
+    else:
+        raise UnsupportedError(f"ufunc np.{name} is not supported by jitensor", where=where)
+    # Python scalars combined with Python scalars give a Python scalar: the result stays weakly typed
+    weak = all((isinstance(x, Tracer) and x._weak) or is_literal(x) for x in inputs) and out_dt.kind in "iuf" \
+        and any(isinstance(x, Tracer) for x in inputs)
+    if weak:
+        node = ops.cast(node, np.float64 if out_dt.kind == "f" else np.int64)
+        return Tracer(node, weak=True)
+    return wrap(node)
 
 
 def _scalar_like(n: Node, v) -> Node:

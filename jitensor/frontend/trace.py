@@ -120,12 +120,12 @@ class Tracer:
         return f"Tracer({self._node.type})"
 
     # -- concretization: Python needs a value the trace does not have
-    def _concrete(self, what):
-        raise ConcretizationError(
-            f"{what} of a traced array ({self._node.type}): its value is not known while jitensor traces the "
-            "function. Python control flow cannot depend on array data. Use np.where(cond, a, b) for a "
-            "data-dependent choice, or mark the argument static with "
-            "@jitensor.jit(static_argnames=(...)) if it is a configuration value.", where=user_frame())
+    def _concrete(self, what, hint=None):
+        hint = hint or ("Python control flow cannot depend on array data. Use np.where(cond, a, b) for a "
+                        "data-dependent choice, or mark the argument static with "
+                        "@jitensor.jit(static_argnames=(...)) if it is a configuration value.")
+        raise ConcretizationError(f"{what} of a traced array ({self._node.type}): its value is not known while "
+                                  f"jitensor traces the function. {hint}", where=user_frame())
 
     def __bool__(self):
         self._concrete("bool()")
@@ -143,7 +143,10 @@ class Tracer:
         self._concrete("complex()")
 
     def __array__(self, dtype=None, copy=None):
-        self._concrete("converting to a numpy array (np.asarray / np.array)")
+        self._concrete("converting to a numpy array (np.asarray, np.array, or writing it into a numpy array)",
+                       "Keep the computation in numpy operations on the traced values: build new arrays with "
+                       "np.zeros_like(x) / np.concatenate / np.where, or write into a copy: out = x.copy(); "
+                       "out[1:] = ...")
 
     def item(self, *a):
         self._concrete(".item()")
@@ -168,6 +171,8 @@ class Tracer:
         return numpy_api.apply_function(func, args, kwargs)
 
     def __getattr__(self, name):
+        if name.startswith("__"):  # numpy probes __array_struct__ etc.: absent, so it falls back to __array__
+            raise AttributeError(name)
         from . import numpy_api
         m = numpy_api.METHODS.get(name)
         if m is None:
@@ -231,6 +236,14 @@ for _name, _uf in [("add", "add"), ("sub", "subtract"), ("mul", "multiply"), ("t
 for _name, _uf in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"), ("ge", "greater_equal"),
                    ("eq", "equal"), ("ne", "not_equal")]:
     setattr(Tracer, f"__{_name}__", _op(_uf))
+def _pow(self, other):
+    # numpy's operator fast path: bool_array ** 2 is np.square (int8), not np.power (int64)
+    if type(other) is int and other == 2 and self.dtype == np.bool_:
+        return np.square(self)
+    return np.power(self, other)
+
+
+Tracer.__pow__ = _pow
 Tracer.__neg__ = lambda self: np.negative(self)
 Tracer.__pos__ = lambda self: np.positive(self)
 Tracer.__abs__ = lambda self: np.absolute(self)

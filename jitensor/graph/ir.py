@@ -40,7 +40,7 @@ class ConstValue:
     __slots__ = ("array", "_digest")
 
     def __init__(self, array: np.ndarray):
-        a = np.ascontiguousarray(array)
+        a = np.array(array, copy=True, order="C")  # a private copy (ascontiguousarray would make 0-d 1-d)
         a.setflags(write=False)
         self.array = a
         self._digest = hashlib.sha256(a.dtype.str.encode() + str(a.shape).encode() + a.tobytes()).hexdigest()

@@ -230,6 +230,8 @@ def imul(a: Expr, b) -> Expr:
 
 
 def idiv(a: Expr, d: int) -> Expr:
+    if d == 0:  # only in code over an empty extent, which never runs
+        return c64(0)
     if d == 1:
         return a
     if _cv(a) is not None:
@@ -238,7 +240,7 @@ def idiv(a: Expr, d: int) -> Expr:
 
 
 def imod(a: Expr, d: int) -> Expr:
-    if d == 1:
+    if d in (0, 1):  # (0: only in code over an empty extent, which never runs)
         return c64(0)
     if _cv(a) is not None:
         return c64(a.value % d)

@@ -241,7 +241,9 @@ class Lowerer:
         self.nest = None
         self.template = None
         out = self.bufs.slots[id(n)]
-        if n.op == "reduce":
+        if n.type.size == 0:
+            body = Seq(())
+        elif n.op == "reduce":
             body = self._reduce(n, out)
         elif n.op == "cumsum":
             body = self._cumsum(n, out)
