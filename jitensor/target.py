@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import functools
+import os
 from dataclasses import dataclass
 
 
@@ -11,6 +12,8 @@ class Target:
     triple: str = ""
     cpu: str = ""
     features: str = ""
+    l1d: int = 32 << 10         # data cache sizes per core, bytes (templates size their blocks by them)
+    l2: int = 1 << 20
 
     @property
     def vector_bits(self) -> int:
@@ -22,7 +25,8 @@ class Target:
         return 128
 
     def key(self) -> dict:
-        return {"kind": self.kind, "triple": self.triple, "cpu": self.cpu, "features": self.features}
+        return {"kind": self.kind, "triple": self.triple, "cpu": self.cpu, "features": self.features,
+                "l1d": self.l1d, "l2": self.l2}
 
     def __str__(self):
         return f"{self.kind} -mtriple={self.triple} -mcpu={self.cpu}"
@@ -35,4 +39,27 @@ def host() -> Target:
     feats = llvm.get_host_cpu_features().flatten()
     if "+avx512f" in feats:
         feats += ",-prefer-256-bit"  # the host prefers ymm by default; our loops want zmm
-    return Target("llvm", llvm.get_process_triple(), llvm.get_host_cpu_name(), feats)
+    l1d, l2 = _cache_sizes()
+    return Target("llvm", llvm.get_process_triple(), llvm.get_host_cpu_name(), feats, l1d, l2)
+
+
+def _cache_sizes() -> tuple[int, int]:
+    """L1 data and L2 sizes of cpu0 from sysfs (Linux); the defaults elsewhere."""
+    sizes = {}
+    base = "/sys/devices/system/cpu/cpu0/cache"
+    try:
+        for d in os.listdir(base):
+            if not d.startswith("index"):
+                continue
+            with open(f"{base}/{d}/level") as f:
+                level = int(f.read())
+            with open(f"{base}/{d}/type") as f:
+                kind = f.read().strip()
+            with open(f"{base}/{d}/size") as f:
+                txt = f.read().strip()
+            n = int(txt.rstrip("KMG")) << {"K": 10, "M": 20, "G": 30}.get(txt[-1:], 0)
+            if kind in ("Data", "Unified"):
+                sizes[level] = n
+    except (OSError, ValueError):
+        pass
+    return sizes.get(1, 32 << 10), sizes.get(2, 1 << 20)

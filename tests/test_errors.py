@@ -90,13 +90,7 @@ def test_item_tolist():
     raises(ConcretizationError, g, X, code="return x.tolist()")
 
 
-_ASARRAY_BUG = xfail_bug("np.asarray/np.array of a tracer, and writing a tracer into a numpy array (np.zeros(n)[1:] = x), "
-                         "raise UnsupportedError \"ndarray attribute or method '.__array_struct__' is not supported\": "
-                         "Tracer.__getattr__ raises a non-AttributeError for numpy's protocol probes, so __array__'s "
-                         "ConcretizationError is never reached")
 
-
-@_ASARRAY_BUG
 def test_asarray_inside():
     @jit
     def f(x):
@@ -104,7 +98,6 @@ def test_asarray_inside():
     raises(ConcretizationError, f, X, code="return np.asarray(x) + 1", names=("np.asarray",))
 
 
-@_ASARRAY_BUG
 def test_np_array_of_tracers_inside():
     @jit
     def f(x):
@@ -112,7 +105,6 @@ def test_np_array_of_tracers_inside():
     raises(ConcretizationError, f, X, code="return np.array([x, x])")
 
 
-@_ASARRAY_BUG
 def test_writing_tracer_into_numpy_array():
     @jit
     def f(x):
@@ -122,8 +114,8 @@ def test_writing_tracer_into_numpy_array():
     raises(ConcretizationError, f, X, code="p[1:-1, 1:-1] = x")
 
 
-@xfail_bug("getattr(tracer, 'missing', None) / hasattr raise UnsupportedError instead of AttributeError, breaking "
-           "Python's attribute protocol (numpy arrays give the default / False)")
+@xfail_bug("getattr(tracer, 'missing', None) / hasattr(tracer, 'missing') raise UnsupportedError, which is not an "
+           "AttributeError, breaking Python's attribute protocol (numpy arrays give the default / False)")
 def test_missing_attribute_is_attribute_error():
     check(lambda x: x * 2 if getattr(x, "no_such_attr", None) is None else x, X)
     check(lambda x: x + hasattr(x, "no_such_attr"), X)

@@ -123,8 +123,6 @@ def test_broadcast_failure_iff_numpy_fails(pair):
 _COMBO = jitensor.jit(_combo, cache=False)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: compiling a broadcast of zero-size dims ((0,0,0) with (0,0)) raises "
-                   "ZeroDivisionError 'integer modulo by zero' in loop lowering (loop/ir.py imod with d=0)")
 @SETTINGS
 @given(pair=array_pairs())
 def test_fused_combination(pair):

@@ -67,8 +67,9 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     V = ir.VectorType(T, W)
     NR = 2 * W
     M, N, K = p["M"], p["N"], p["K"]
-    KC = 256
-    NC = max(NR, min(-(-N // NR) * NR, (512 * 1024 // (KC * dt.itemsize)) // NR * NR))
+    # a KC x NR panel of B stays in L1 across a tile's rows; the packed KC x NC block fills half of L2
+    KC = max(64, min(512, target.l1d // (NR * dt.itemsize) // 8 * 8))
+    NC = max(NR, min(-(-N // NR) * NR, (target.l2 // 2 // (KC * dt.itemsize)) // NR * NR))
     TM = -(-M // MR)
     split_ = p.get("split", "rows")
     a_buf, a_off, sa_i, sa_k = p["A"]

@@ -50,7 +50,8 @@ class Program:
             big |= par
             grain = max(1, ext // 64) if ext and w // max(ext, 1) < 64 else 1  # tiny rows: chunk by many rows
             grain = -(-grain // k.body.lanes) * k.body.lanes if ext and not k.template else grain
-            self._parts.append((kernel_function(addr), ext or 0, par, grain))
+            # templates redo per-chunk set-up (packing): one chunk per thread
+            self._parts.append((kernel_function(addr), ext or 0, par, grain, 2 if k.template else 4))
         self._parallel = big and pool().n > 1
 
     def run(self, arrays) -> list[np.ndarray]:
@@ -75,9 +76,9 @@ class Program:
             tb[slot] = fb(t)
         if self._parallel:
             p = pool()
-            for fn, ext, par, grain in self._parts:
+            for fn, ext, par, grain, per_thread in self._parts:
                 if par:
-                    p.parallel_for(fn, tb, ext, grain)
+                    p.parallel_for(fn, tb, ext, grain, per_thread)
                 else:
                     fn(tb, 0, ext)
         else:

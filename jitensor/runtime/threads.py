@@ -40,7 +40,7 @@ class Pool:
         self.workers = [_Worker() for _ in range(n - 1)]
         self.lock = threading.Lock()
 
-    def parallel_for(self, fn, table, extent: int, grain: int = 1):
+    def parallel_for(self, fn, table, extent: int, grain: int = 1, per_thread: int = 4):
         """Run fn(table, begin, end) over [0, extent) on all threads. The range is cut into a few chunks per
         thread (aligned to `grain`) that threads take in turn, so a core slowed by other work takes fewer."""
         n = min(self.n, max(1, extent // max(grain, 1)))
@@ -48,7 +48,7 @@ class Pool:
             fn(table, 0, extent)
             return
         try:
-            pieces = min(4 * n, max(1, extent // max(grain, 1)))
+            pieces = min(per_thread * n, max(1, extent // max(grain, 1)))
             step = -(-extent // pieces)
             step = -(-step // grain) * grain
             chunks = iter([(b, min(extent, b + step)) for b in range(0, extent, step)])
