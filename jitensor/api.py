@@ -62,7 +62,7 @@ def _unflatten(tree, it):
 
 
 def _leaf_spec(a):
-    if type(a) is np.ndarray:
+    if isinstance(a, np.ndarray):  # subclasses too (memmap, views): their shape must key the program
         return (a.dtype, a.shape, a.strides)
     if isinstance(a, np.generic):
         return (a.dtype, (), ())
@@ -150,7 +150,12 @@ class JitFunction:
                     return prog[1](prog[0].run(args))
                 if len(args) == self._nparams:
                     return self._compile_and_run(key, list(args), ("tuple", ("A",) * len(args)), ())
+        if any(isinstance(a, Tracer) for a in args) or any(isinstance(v, Tracer) for v in kwargs.values()):
+            return self.fun(*args, **kwargs)  # called while tracing another jitted function: inline it
         leaves, tree, statics = self._bind(args, kwargs)
+        for a in leaves:
+            if type(a) is int and not -(1 << 63) <= a < (1 << 63):
+                raise ArgumentError(f"{self.fun.__qualname__}(): Python integer {a} does not fit in int64")
         key = (tree, statics, tuple(_leaf_spec(a) for a in leaves))
         prog = self._programs.get(key)
         if prog is not None:
@@ -355,6 +360,10 @@ def jit(fun=None, *, static_argnums=(), static_argnames=(), cache=True):
         return lambda f: jit(f, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache)
     if isinstance(fun, JitFunction):
         return fun
+    if isinstance(fun, np.ufunc):  # its keyword defaults (out=, where=...) are not arguments to trace
+        uf = fun
+        fun = {1: lambda x: uf(x), 2: lambda x, y: uf(x, y), 3: lambda x, y, z: uf(x, y, z)}[uf.nin]
+        fun.__name__ = fun.__qualname__ = uf.__name__
     if not callable(fun):
         raise ArgumentError(f"jitensor.jit expects a function, got {type(fun).__name__}")
     return JitFunction(fun, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache)

@@ -28,6 +28,10 @@ class UnsupportedError(TracingError):
     """A numpy function, method, argument or dtype that jitensor does not support (yet)."""
 
 
+class UnsupportedAttributeError(UnsupportedError, AttributeError):
+    """An ndarray attribute or method jitensor does not trace (also an AttributeError, so getattr/hasattr work)."""
+
+
 class ShapeError(JitensorError, ValueError):
     """Shapes that cannot be broadcast, reshaped, concatenated or multiplied."""
 

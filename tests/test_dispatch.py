@@ -231,9 +231,6 @@ def test_varargs_einsum_forwarding():
 # composition: jitted calling jitted, methods, decorators
 
 
-@xfail_bug("a jitted function calling another jitted function fails: the inner JitFunction gets Tracers; its fast "
-           "path reads a.strides and Tracer.__getattr__ raises UnsupportedError ('.strides' is not supported), not "
-           "AttributeError (it should trace through / inline the inner function)")
 def test_jit_calls_jit():
     inner = jit(lambda v: v * 2)
     outer = jit(lambda v: inner(v) + 1)
@@ -286,8 +283,6 @@ def test_methods():
         m2.plain(x)
 
 
-@xfail_bug("jitensor.jit(np.exp) (a ufunc, not a Python function) fails: the dispatcher binds the ufunc's signature "
-           "and its keyword defaults (casting='same_kind', ...) become traced arguments -> ArgumentError")
 def test_jit_of_numpy_function_directly():
     x = np.linspace(0, 1, 4)
     np.testing.assert_allclose(jit(np.exp)(x), np.exp(x), rtol=1e-12)
@@ -501,10 +496,6 @@ def _sub_script(body: str) -> str:
     return "import numpy as np, jitensor\n" + textwrap.dedent(body)
 
 
-@xfail_bug("CRASH: ndarray subclass arguments (np.memmap, np.matrix, any x.view(Sub)) leave shape/dtype out of the "
-           "cache key on the general dispatch path (api._leaf_spec only handles type(a) is np.ndarray; functions with "
-           "defaults/static args/containers take that path), so a program compiled for one shape is reused for "
-           "another: wrong shapes, or a segfault reading past the buffer")
 @pytest.mark.parametrize("order", ["big-first", "small-first"])
 def test_ndarray_subclass_arguments_in_subprocess(tmp_path, order):
     body = f"""
@@ -553,8 +544,6 @@ def test_memmap_argument(tmp_path):
     np.testing.assert_array_equal(np.asarray(f(m)), np.asarray(m).sum(axis=1))
 
 
-@xfail_bug("a Python int argument outside int64 (2**70) is converted with np.asarray to an object array whose "
-           "pointer is read as int64: garbage results instead of numpy's OverflowError")
 def test_python_int_argument_out_of_int64_range():
     f = jit(lambda x, s: x * s)
     x = np.arange(3)

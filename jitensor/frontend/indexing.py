@@ -26,7 +26,7 @@ def _expand(x: Tracer, key) -> list:
     out = []
     for k in key:
         if isinstance(k, list):
-            k = np.asarray(k)
+            k = np.asarray(k) if k else np.array([], dtype=np.intp)  # numpy: an empty list indexes nothing
             if k.dtype == object:
                 raise UnsupportedError("nested sequences as indices are not supported", where=user_frame())
         if isinstance(k, (np.ndarray, Tracer)) and k.dtype == np.bool_:
@@ -94,7 +94,10 @@ def getitem(x: Tracer, key):
     entries = _expand(x, key)
     t, adv = _basic(x, entries)
     if not adv:
-        return t if t is not x else wrap(x.node, view_of=x)
+        t = t if t is not x else wrap(x.node, view_of=x)
+        if x._owner and not any(k is None for k in entries):
+            t._key = key  # lets in-place ops on this view write through (out[1:] *= 3)
+        return t
     positions = [p for p, _ in adv]
     adjacent = positions == list(range(positions[0], positions[0] + len(positions)))
     dest = positions[0] if adjacent else 0
@@ -102,9 +105,9 @@ def getitem(x: Tracer, key):
     perm = others[:dest] + positions + others[dest:]
     t = transpose(t, perm) if perm != list(range(t.ndim)) else t
     sizes = [t.shape[dest + i] for i in range(len(positions))]
+    if len(adv) == 1:  # constant index arrays are bounds-checked now, traced ones at run time
+        return take_along(t, adv[0][1], dest)
     idxs = [asarray_t(k) for _, k in adv]
-    if len(idxs) == 1:
-        return take_along(t, idxs[0], dest)
     # several array indices: wrap and bounds-check each, then one gather over the merged dims
     bshape = ops.broadcast_shapes(*(i.shape for i in idxs), where=user_frame(), what="indexing arrays")
     total = int(np.prod(sizes, dtype=np.int64))
@@ -145,7 +148,12 @@ def setitem(x: Tracer, key, value):
         if v.ndim and v.size != 1:
             raise UnsupportedError("x[mask] = array assigns in data-dependent order; only a scalar value is "
                                    "supported (use np.where(mask, values, x))", where=where)
-        m = broadcast_to(asarray_t(mask), x.shape) if mask.shape != x.shape else asarray_t(mask)
+        if mask.shape != x.shape[:mask.ndim]:
+            raise IndexOutOfBoundsError(f"boolean index of shape {mask.shape} does not match the array's leading "
+                                        f"dimensions {x.shape[:mask.ndim]}", where=where)
+        m = asarray_t(mask)
+        if mask.ndim < x.ndim:  # a mask over the leading axes selects whole sub-arrays
+            m = broadcast_to(reshape(m, mask.shape + (1,) * (x.ndim - mask.ndim)), x.shape)
         x._assign(np.where(m, astype(reshape(v, ()), x.dtype), x).node, "x[mask] = value")
         return
     entries = _expand(x, key)

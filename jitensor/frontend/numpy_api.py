@@ -118,6 +118,10 @@ def ufunc_call(ufunc, inputs, name=None) -> Tracer:
         raise DTypeError(f"np.{name} does not support the dtypes ({', '.join(map(str, tokens))}): {e}",
                          where=where) from None
     in_dts, out_dt = loop[:ufunc.nin], loop[ufunc.nin]
+    for dt in (*in_dts, out_dt):
+        if dt not in SUPPORTED_DTYPES:
+            raise DTypeError(f"np.{name} on ({', '.join(map(str, tokens))}) computes in {dt}, which jitensor does "
+                             "not support; cast the input first (e.g. x.astype(np.float32))", where=where)
     nodes = [_as_loop_operand(x, dt, name) for x, dt in zip(inputs, in_dts)]
     nodes = broadcast_nodes(nodes, f"np.{name}")
     op = _ALIASES.get(name, name)
@@ -170,7 +174,8 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
     if kwargs.get("out") is not None:
         raise UnsupportedError(f"np.{ufunc.__name__}(..., out=...) is not supported: jitensor returns new arrays; "
                                "use the return value", where=where)
-    extra = {k: v for k, v in kwargs.items() if k not in ("out",) and v is not None}
+    red_axis = kwargs.get("axis", 0)  # ufunc.reduce: axis=None means all axes, unlike a missing axis
+    extra = {k: v for k, v in kwargs.items() if k not in ("out", "axis") and v is not None}
     if method == "__call__":
         if "dtype" in extra:
             dt = check_dtype(extra.pop("dtype"))
@@ -187,11 +192,11 @@ def apply_ufunc(ufunc, method, inputs, kwargs):
         return ufunc_call(ufunc, inputs)
     if method == "reduce" and ufunc.__name__ in _UFUNC_REDUCE:
         (x,) = inputs
-        return _reduction(x, _UFUNC_REDUCE[ufunc.__name__], extra.pop("axis", 0), extra.pop("keepdims", False),
+        return _reduction(x, _UFUNC_REDUCE[ufunc.__name__], red_axis, extra.pop("keepdims", False),
                           extra.pop("dtype", None), name=f"np.{ufunc.__name__}.reduce")
     if method == "accumulate" and ufunc is np.add:
         (x,) = inputs
-        return cumsum(x, axis=extra.get("axis", 0), dtype=extra.get("dtype"))
+        return cumsum(x, axis=red_axis, dtype=extra.get("dtype"))
     if method == "outer" and not extra:
         a, b = (asarray_t(x) for x in inputs)
         return ufunc(a.reshape(a.shape + (1,) * b.ndim), b)
@@ -263,6 +268,10 @@ def _reduction(x, kind, axis, keepdims, dtype, name, ddof=None):
     n = x.node
     if n.dtype not in SUPPORTED_DTYPES:
         check_dtype(n.dtype)
+    if n.ndim == 0 and axis in (0, -1, (0,), (-1,)):  # numpy accepts axis 0 on a 0-d array here
+        if kind in ("argmax", "argmin"):
+            return wrap(ops.const(np.array(0, np.intp)))
+        axis = ()
     if kind in ("argmax", "argmin") and axis is None:
         n = ops.reshape(n, (n.type.size,), where)
         axes = (0,)
@@ -611,8 +620,8 @@ def round_(a, decimals=0, out=None):
     if x.dtype.kind in "biu":
         if decimals >= 0:
             return copy(x)
-        f = 10 ** (-decimals)
-        return (np.floor_divide(x + f // 2, f)) * f  # numpy rounds half to even; ints rarely use this path
+        f = 10 ** (-decimals)  # half to even, as numpy: round in double, scale back
+        return astype(np.rint(astype(x, np.float64) / f) * f, x.dtype)
     if decimals == 0:
         return np.rint(x)
     f = 10.0 ** decimals
@@ -875,6 +884,7 @@ def take_along_axis(arr, indices, axis):
     n = x.shape[ax]
     idx = np.where(idx < 0, idx + n, idx) if idx.dtype.kind == "i" else idx
     idx = broadcast_to(astype(idx, np.int64), out_shape)
+    oob = (idx < 0) | (idx >= n)  # checked per axis: a bad index must not alias a valid flat position
     strides = np.cumprod((1,) + tuple(reversed(x.shape[1:])))[::-1]
     flat = None
     for d in range(x.ndim):
@@ -885,7 +895,7 @@ def take_along_axis(arr, indices, axis):
             r[d] = out_shape[d]
             term = wrap(ops.const(np.arange(out_shape[d], dtype=np.int64).reshape(r) * int(strides[d])))
         flat = term if flat is None else flat + term
-    # negative indices were wrapped above; out-of-range values are caught by gather's check
+    flat = np.where(oob, x.size, flat)  # out of range along the axis: out of range of the flat gather too
     from .indexing import take_along
     return take_along(ravel(x), flat, 0, wrap_negative=False)
 

@@ -18,7 +18,7 @@ import sys
 
 import numpy as np
 
-from ..errors import ConcretizationError, TracingError, UnsupportedError
+from ..errors import ConcretizationError, TracingError, UnsupportedAttributeError, UnsupportedError
 from ..graph.ir import Node
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -74,7 +74,7 @@ def user_frame() -> Where | None:
 class Tracer:
     """A traced array: a handle on a graph node, with ndarray's interface."""
     __array_priority__ = 1000
-    __slots__ = ("_node", "_owner", "_base", "_base_version", "_version", "_weak", "__weakref__")
+    __slots__ = ("_node", "_owner", "_base", "_base_version", "_version", "_weak", "_key", "__weakref__")
 
     def __init__(self, node: Node, *, owner: bool = True, base: "Tracer | None" = None, weak: bool = False):
         self._node = node
@@ -83,6 +83,7 @@ class Tracer:
         self._base_version = base._version if base is not None else 0
         self._version = 0
         self._weak = weak            # a Python scalar argument: weakly typed, like a literal
+        self._key = None             # for a basic-slicing view of an owned array: its index into the base
 
     # -- node access with the staleness check
     @property
@@ -176,8 +177,8 @@ class Tracer:
         from . import numpy_api
         m = numpy_api.METHODS.get(name)
         if m is None:
-            raise UnsupportedError(f"ndarray attribute or method '.{name}' is not supported by jitensor",
-                                   where=user_frame())
+            raise UnsupportedAttributeError(f"ndarray attribute or method '.{name}' is not supported by jitensor",
+                                            where=user_frame())
         return lambda *a, **k: m(self, *a, **k)
 
     @property
@@ -221,6 +222,11 @@ def _iop(ufunc_name):
                 raise TypeError(f"Cannot cast ufunc '{ufunc_name}' output from {res.dtype!r} to {self.dtype!r} "
                                 "with casting rule 'same_kind'")
             res = numpy_api.astype(res, self.dtype)
+        if not self._owner and self._key is not None and self._base is not None and self._base._owner:
+            # `out[1:] *= 3`: write through the view into its base, then see the base's new data
+            self._base[self._key] = res
+            self._node, self._base_version = res.node, self._base._version
+            return self
         self._assign(res.node, f"in-place {ufunc_name}")
         return self
     return f

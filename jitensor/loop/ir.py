@@ -155,6 +155,7 @@ class Kernel:
     # a code-generator template that implements `body` better than its loops (("gemm", params)); the body
     # stays the reference semantics (dumps, interpreters)
     template: tuple | None = None
+    sites: tuple = ()  # (error code, source line) of the ops whose checks this kernel runs
 
     def __str__(self):
         return format_kernel(self)

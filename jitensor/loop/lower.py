@@ -156,6 +156,8 @@ class Lowerer:
             args = tuple(self.expr_at(i, idx) for i in n.inputs)
             if op == "power" and n.dtype.kind in "iu" and n.dtype.kind == "i":
                 self.checks.append((Call("less", (args[1], _zero(args[1].dtype)), BOOL), ERR_NEG_POWER))
+                if n.where is not None:
+                    self.sites[ERR_NEG_POWER] = n.where
             return Call(op, args, n.dtype)
         x = n.inputs[0] if n.inputs else None
         if op == "broadcast":
@@ -191,6 +193,8 @@ class Lowerer:
             size = data.shape[ax]
             wrapped = Call("where", (Call("less", (i, c64(0)), BOOL), Idx("add", i, c64(size)), i), I64)
             self.checks.append((Idx("or", Idx("lt", wrapped, c64(0)), Idx("ge", wrapped, c64(size))), ERR_INDEX))
+            if n.where is not None:
+                self.sites[ERR_INDEX] = n.where
             return self.expr_at(data, idx[:ax] + [iclamp(wrapped, 0, size - 1)] + idx[ax + k:])
         if op == "set_slice":
             base, val = n.inputs
@@ -240,6 +244,7 @@ class Lowerer:
         self.memo = {}
         self.nest = None
         self.template = None
+        self.sites = {}
         out = self.bufs.slots[id(n)]
         if n.type.size == 0:
             body = Seq(())
@@ -257,7 +262,8 @@ class Lowerer:
             body = nest.build(self._with_checks([leaf]))
         self.nest = None
         used = sorted({b for b in self.bufs.slots.values() if _mentions(body, b.name)}, key=lambda b: b.slot)
-        return Kernel(f"k{k}_{n.op}", tuple(used), body, (out.name,), self.template)
+        return Kernel(f"k{k}_{n.op}", tuple(used), body, (out.name,), self.template,
+                      tuple((c, str(w)) for c, w in self.sites.items()))
 
     def _with_checks(self, stmts: list[Stmt]) -> Stmt:
         checks = [Check(c, code) for c, code in self.checks]

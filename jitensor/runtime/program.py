@@ -41,6 +41,9 @@ class Program:
         self._temps = bufs.temps
         self._consts = [(slot, arr, _pointer(arr)) for slot, arr in bufs.consts]
         self.where = where
+        self.sites = {}  # error code -> source line of the op that checks it
+        for k in kernels:
+            self.sites.update(getattr(k, "sites", ()) or ())
         self._parts = []
         big = False
         for addr, k in zip(code.kernels, kernels):
@@ -62,13 +65,18 @@ class Program:
         for slot, _, p in self._consts:
             tb[slot] = p
         outs = []
+        seen = {}
+        dups = []
         for slot, src, shape, dtype in self._outputs:
             if slot is None:
                 outs.append(np.array(arrays[src[1]] if src[0] == "in" else src[1], dtype=dtype, copy=True))
-                continue
-            o = np.empty(shape, dtype)
-            tb[slot] = fb(o)
-            outs.append(o)
+            elif slot in seen:  # the same value returned twice: numpy would give two arrays
+                dups.append((len(outs), slot))
+                outs.append(None)
+            else:
+                o = seen[slot] = np.empty(shape, dtype)
+                tb[slot] = fb(o)
+                outs.append(o)
         temps = []
         for slot, shape, dtype in self._temps:
             t = np.empty(shape, dtype)
@@ -83,8 +91,10 @@ class Program:
                     fn(tb, 0, ext)
         else:
             self._entry(tb)
+        for pos, slot in dups:
+            outs[pos] = seen[slot].copy()
         if tb[0] != NULL:
             code = as_int(tb[0]) & 0xFFFFFFFF
             cls = IndexOutOfBoundsError if code == ERR_INDEX else RuntimeCheckError
-            raise cls(ERROR_MESSAGES.get(code, f"runtime check {code} failed"), where=self.where)
+            raise cls(ERROR_MESSAGES.get(code, f"runtime check {code} failed"), where=self.sites.get(code, self.where))
         return outs

@@ -208,8 +208,6 @@ def test_integer_array_indexing_empty_constant():
     check(lambda v: v[:, np.array([], dtype=np.int32)] * 2, x)
 
 
-@xfail_bug("an empty Python list as an index (x[:, []], x[[]]) raises a plain IndexError 'arrays used as indices must "
-           "be of integer (or boolean) type' (np.asarray([]) is float64); numpy treats [] as an empty integer index")
 def test_integer_array_indexing_empty_list():
     x = rnd((5, 6, 7))
     check(lambda v: v[:, []], x)
@@ -361,8 +359,6 @@ def test_functional_updates():
     check(_upd_inplace_ops, rnd((4, 6)))
 
 
-@xfail_bug("augmented assignment to a slice of an owned array (out = u.copy(); out[2:] *= 3) raises UnsupportedError "
-           "'cannot write into this array because it is a view': Python runs view.__imul__ then out.__setitem__")
 def test_augmented_assignment_to_slice():
     check(_upd_augmented_slice, rnd((4, 6)))
 
@@ -386,9 +382,6 @@ def test_update_mask_from_constant_and_traced_scalar():
     check(f, rnd((4,)), 9.0)
 
 
-@xfail_bug("out[mask] = v with a mask over the leading axes (lower rank than out) right-aligns the mask "
-           "(indexing.setitem broadcast_to(mask, x.shape)): a (3,) row mask on a (3,3) array masks columns (silently "
-           "wrong) and on a (3,4,5) array raises ShapeError; numpy selects rows")
 @pytest.mark.parametrize("shape", [(3, 3), (3, 4, 5)], ids=str)
 def test_update_with_leading_axis_mask(shape):
     def f(u, m):
@@ -398,7 +391,7 @@ def test_update_with_leading_axis_mask(shape):
 
     def g(u):
         out = u.copy()
-        out[u[:, 0] > 0] = 0.0
+        out[u.reshape(u.shape[0], -1)[:, 0] > 0] = 0.0
         return out
     check(f, rnd(shape), np.array([True, False, True]))
     check(g, rnd(shape))
@@ -667,9 +660,6 @@ def test_returned_input_is_not_aliased_to_later_calls():
     np.testing.assert_array_equal(x, y)
 
 
-@xfail_bug("returning the same value twice ((y, y)) or two identical expressions ((v * 2, v * 2), [v.sum(), v.sum()]) "
-           "leaves all but one output buffer unwritten: uninitialized garbage comes back (the outputs are merged into "
-           "one node by CSE but each gets its own buffer)")
 @pytest.mark.parametrize("case", ["same-node", "cse-equal", "reductions"])
 def test_return_same_value_twice(case):
     fn = {"same-node": lambda v: (lambda y: (y, y))(v + 1),

@@ -116,17 +116,8 @@ def _loop_f16(name, *dts) -> bool:
     return any(d == np.float16 for d in loop)
 
 
-_F16_BUG = xfail_bug("a ufunc whose numpy loop is float16 (bool/int8/uint8 input to a float ufunc, e.g. np.sin(int8), "
-                     "np.signbit(bool)) fails with CompileError 'no LLVM type for dtype float16' at LLVM codegen "
-                     "instead of a DTypeError at trace time")
-_COMPOSITES = {"deg2rad", "rad2deg", "radians", "degrees", "logaddexp", "logaddexp2"}  # these do raise DTypeError
-
-
 def _marks(name, dt):
-    marks = []
-    if _loop_f16(name, *([dt] * getattr(np, name).nin)) and name not in _COMPOSITES:
-        marks.append(_F16_BUG)
-    return marks
+    return []
 
 
 _NO_SIGNED_ZERO = {"maximum", "minimum", "fmax", "fmin"}  # numpy's own choice between -0.0 and 0.0 varies (SIMD)
@@ -553,8 +544,6 @@ def test_clip_and_misc_elementwise():
     check(lambda v: np.clip(v, -3, 3), np.arange(-6, 6, dtype=np.int8))
 
 
-@xfail_bug("np.round of integers with negative decimals rounds half up (floor_divide(x + f//2, f) * f); numpy rounds "
-           "half to even: np.round(np.array([25, -15]), -1) == [20, -20]")
 def test_round_int_negative_decimals():
     i = np.array([-25, -15, -5, 5, 15, 25, 125, -135, 150, 250, 0, 7], np.int64)
     check(lambda v: np.round(v, -1), i)
