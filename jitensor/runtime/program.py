@@ -53,8 +53,8 @@ class Program:
             big |= par
             grain = max(1, ext // 64) if ext and w // max(ext, 1) < 64 else 1  # tiny rows: chunk by many rows
             grain = -(-grain // k.body.lanes) * k.body.lanes if ext and not k.template else grain
-            # templates redo per-chunk set-up (packing): one chunk per thread
-            self._parts.append((kernel_function(addr), ext or 0, par, grain, 2 if k.template else 4))
+            # templates redo per-chunk set-up (packing B): one chunk per thread
+            self._parts.append((kernel_function(addr), ext or 0, par, grain, 1 if k.template else 4))
         self._parallel = big and pool().n > 1
 
     def run(self, arrays) -> list[np.ndarray]:
