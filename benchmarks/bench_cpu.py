@@ -21,6 +21,9 @@ import time
 from pathlib import Path
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")  # no accelerator probing (and no warning about it)
+# OpenBLAS's worker threads spin for ~0.1 s after each call: the peer timed right after numpy's matmul would
+# share both cores with them. Let them sleep at once (numpy's own sgemm speed is unchanged by this, measured).
+os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
 
 import numpy as np  # noqa: E402
 
