@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..graph import ops
 from ..graph.ir import Graph, Node
 from ..graph.passes.fuse import FusionPlan
 from .ir import (BOOL, I64, Assign, Buffer, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef,
@@ -128,6 +129,7 @@ class Lowerer:
         self.nlocal = 0
         self.template = None
         self.fused_mm = None
+        self.row_cache: dict = {}
 
     # -- expressions
     def expr_at(self, n: Node, idx: list[Expr]) -> Expr:
@@ -214,6 +216,28 @@ class Lowerer:
             return Call("where", (inside, v, bv), n.dtype) if inside is not None else v
         raise NotImplementedError(f"lowering of op {op} inlined")  # anchors are always materialized
 
+    def _plan_row_cache(self, root: Node, out: Buffer, nest: _Nest):
+        """softmax's exp(x - max) feeds both the row sum and the output: computing it once, storing it into the
+        output row during the sum and reading it back in the final loop saves a transcendental per element.
+        Applies to a row-local reduction whose input the root reads elementwise at its own index."""
+        from ..graph.passes.fuse import inline_cost
+        same_index, stack = set(), [root]
+        while stack:  # nodes the root evaluates at exactly its own index (through elementwise ops only)
+            m = stack.pop()
+            if id(m) in same_index:
+                continue
+            same_index.add(id(m))
+            if m is root or (ops.kind(m) == "elementwise" and id(m) not in self.bufs.slots):
+                stack.extend(i for i in m.inputs if ops.kind(i) == "elementwise")
+        for r in self.graph.toposort():
+            if id(r) not in self.plan.row_local:
+                continue
+            x = r.inputs[0]
+            if (id(x) in same_index and x is not root and x.shape == root.shape and x.dtype == root.dtype
+                    and id(x) not in self.bufs.slots and inline_cost(x, set(self.bufs.slots), {}) >= 10):
+                self.row_cache[id(r)] = out
+                self.memo[(id(x), tuple(nest.idx))] = Load(out.name, linear(nest.idx, c_strides(root.shape)), x.dtype)
+
     def _row_local(self, n: Node, idx: list[Expr]) -> Expr:
         axes = n.attr("axes")
         used = set()
@@ -231,9 +255,14 @@ class Lowerer:
         keep = [d for d in range(x.ndim) if d not in axes]
         ridx, rwrap = _loops([x.shape[d] for d in axes], f"{name}_r")
         acc_dt = _acc_dtype(n)
-        v = self.expr_at(x, _merge(keep, [idx[d] for d in keep], axes, ridx))
+        full = _merge(keep, [idx[d] for d in keep], axes, ridx)
+        v = self.expr_at(x, full)
         kind = n.attr("kind")
-        upd = rwrap(self._with_checks([Assign(name, _combine(kind, LocalRef(name, acc_dt), _cast(v, acc_dt)))]))
+        stmts = [Assign(name, _combine(kind, LocalRef(name, acc_dt), _cast(v, acc_dt)))]
+        cache = self.row_cache.get(id(n))
+        if cache is not None:  # keep the reduced values in the output row: the final loop reads them back
+            stmts.insert(0, Store(cache.name, linear(full, c_strides(x.shape)), v))
+        upd = rwrap(self._with_checks(stmts))
         self.checks = saved
         nest.pro.setdefault(depth, []).extend([Decl(name, _reduce_init(kind, acc_dt)), upd])
         return _cast(LocalRef(name, acc_dt), n.dtype)
@@ -245,6 +274,7 @@ class Lowerer:
         self.nest = None
         self.template = None
         self.sites = {}
+        self.row_cache = {}
         out = self.bufs.slots[id(n)]
         if n.type.size == 0:
             body = Seq(())
@@ -258,6 +288,7 @@ class Lowerer:
             body = self._matmul_epilogue(n, self.epilogues[id(n)], out)
         else:
             self.nest = nest = _Nest(n.shape, "i")
+            self._plan_row_cache(n, out, nest)
             leaf = Store(out.name, linear(nest.idx, c_strides(n.shape)), self._expr_at(n, nest.idx, root=True))
             body = nest.build(self._with_checks([leaf]))
         self.nest = None
