@@ -231,7 +231,6 @@ class JitFunction:
 
     def _trace(self, leaves, tree, statics):
         from .frontend import numpy_api
-        from .frontend.trace import user_frame  # noqa: F401  (imported for side effects of the frontend)
         tracers, inputs, layouts = [], [], []
         for i, a in enumerate(leaves):
             if type(a) in _SCALARS:  # np.float64 subclasses float but is a strongly typed numpy scalar

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from .llvm import F32, I32, I64, PTR, VOID, ty
+from .types import F32, I32, I64, PTR, VOID, ty
 
 MR = 6
 
@@ -92,7 +92,6 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
         m, ir.FunctionType(V, [V, V, V]), name=f"llvm.fma.v{W}{'f32' if T == F32 else 'f64'}")
     item = dt.itemsize
     bp = b.call(malloc, [_c(KC * NC * item + 64)])
-    tile = None
 
     def gep(base, idx):
         return b.gep(base, [idx], inbounds=True, source_etype=T)
@@ -164,7 +163,7 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
                         j0 = b.add(jc, b.mul(jp, _c(NR)))
                         ncols = _min(b, _c(NR), b.sub(_c(N), j0))
                         panel = b.mul(b.mul(jp, kc), _c(NR))
-                        _micro(b, fn, fma, V, W, T, item, ptr[a_buf], bp, ptr[c_buf], splat_mask, undef, zero, tile,
+                        _micro(b, fn, fma, V, W, T, item, ptr[a_buf], bp, ptr[c_buf], splat_mask, undef, zero,
                                a_row=lambda r: b.add(b.add(_c(a_off), oa), b.mul(b.add(i0, _c(r)), _c(sa_i))),
                                a_k=lambda k: b.mul(b.add(pc, k), _c(sa_k)), kc=kc, panel=panel, mr=mr,
                                c0=b.add(b.add(oc, b.mul(i0, _c(N))), j0), ldc=N,
@@ -175,7 +174,7 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     return fn
 
 
-def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, tile, *, a_row, a_k, kc, panel, mr, c0,
+def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, *, a_row, a_k, kc, panel, mr, c0,
            ldc, ncols, first, NR, epi):
     """One MR x NR tile: 2*MR accumulators over kc steps; rows past `mr` are computed but not written."""
     # rows past the matrix edge re-read row 0 of the tile (always in bounds); their results are dropped
@@ -264,7 +263,6 @@ def _epilogue(b, epi, val, r, v, W, edge):
     if epi is None:
         return val
     em, expr, last, i0, j0, M, N = epi
-    from ..loop import ir as L
     i = b.add(i0, _c(r))
     if edge:
         i = _min(b, i, _c(M - 1))

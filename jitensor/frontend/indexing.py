@@ -15,10 +15,6 @@ def _is_int(k) -> bool:
     return isinstance(k, (int, np.integer)) and not isinstance(k, (bool, np.bool_))
 
 
-def _is_array_index(k) -> bool:
-    return isinstance(k, (Tracer, np.ndarray, list)) or isinstance(k, (bool, np.bool_))
-
-
 def _expand(x: Tracer, key) -> list:
     """Normalize a key to one entry per dim (plus None entries); bool constant masks become int arrays."""
     if not isinstance(key, tuple):
