@@ -24,6 +24,7 @@ os.environ.setdefault("JAX_PLATFORMS", "cpu")  # no accelerator probing (and no 
 # OpenBLAS's worker threads spin for ~0.1 s after each call: the peer timed right after numpy's matmul would
 # share both cores with them. Let them sleep at once (numpy's own sgemm speed is unchanged by this, measured).
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")  # the same for numba's OpenMP workers
 
 import numpy as np  # noqa: E402
 
