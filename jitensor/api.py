@@ -213,19 +213,31 @@ class JitFunction:
         return prog[1](prog[0].run(arrays))
 
     def _miss_reason(self, key) -> str:
+        """Why `key` compiles: the differences from the closest signature compiled before."""
         if not self._programs:
             return "first call"
-        old = next(reversed(self._programs))
-        try:
+
+        def diffs(old):  # -> (how many aspects differ, descriptions)
             a, b = _specs(old), _specs(key)
             if len(a) != len(b):
-                return "different number of array arguments"
+                return 99, ["a different number of arguments"]
+            out, n = [], 0
             for i, (x, y) in enumerate(zip(a, b)):
-                if x != y:
-                    what = ("dtype" if x[0] != y[0] else "shape" if x[1] != y[1] else "strides (memory layout)") \
-                        if isinstance(x, tuple) and isinstance(y, tuple) else "argument kind"
-                    return f"new {what} for array argument {i}: {_fmt(y)} (before: {_fmt(x)})"
-            return "new static argument values or argument structure"
+                if x == y:
+                    continue
+                if isinstance(x, tuple) and isinstance(y, tuple):
+                    what = [w for w, u, v in (("dtype", x[0], y[0]), ("shape", x[1], y[1]),
+                                              ("strides", x[2], y[2])) if u != v]
+                    n += len(what)
+                    out.append(f"new {' and '.join(what)} for argument {i}: {_fmt(y)} (before: {_fmt(x)})")
+                else:
+                    n += 3
+                    out.append(f"a different kind of argument {i}: {_fmt(y)} (before: {_fmt(x)})")
+            if not out and old != key:
+                n, out = 1, ["new static argument values or argument structure"]
+            return n, out
+        try:
+            return "; ".join(min((diffs(old) for old in self._programs), key=lambda d: d[0])[1])
         except Exception:
             return "new signature"
 
