@@ -233,7 +233,9 @@ class Lowerer:
             if id(r) not in self.plan.row_local:
                 continue
             x = r.inputs[0]
+            # (reduced dims of size 1 have no loop: the row index would be the root's own, read before written)
             if (id(x) in same_index and x is not root and x.shape == root.shape and x.dtype == root.dtype
+                    and all(x.shape[a] > 1 for a in r.attr("axes"))
                     and id(x) not in self.bufs.slots and inline_cost(x, set(self.bufs.slots), {}) >= 10):
                 self.row_cache[id(r)] = out
                 self.memo[(id(x), tuple(nest.idx))] = Load(out.name, linear(nest.idx, c_strides(root.shape)), x.dtype)

@@ -1,0 +1,100 @@
+"""Fusion decisions (graph/passes/fuse.py) and the kernels they produce: results match numpy on odd
+shapes, dtypes, views and NaN/inf, and the fused groups are what the plan promises (one kernel each)."""
+import numpy as np
+import pytest
+
+import jitensor
+from helpers import check
+
+rng = np.random.default_rng(7)
+
+
+def kernels(fn, *args):
+    """The number of kernels jitensor compiles fn into, read from its loop-IR dump."""
+    return jitensor.explain(fn, *args, what=("loop",)).count("\nkernel ")
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def layernorm(x, g, b):
+    mu = x.mean(axis=-1, keepdims=True)
+    var = ((x - mu) ** 2).mean(axis=-1, keepdims=True)
+    return (x - mu) / np.sqrt(var + 1e-5) * g + b
+
+
+def mlp(x, w, b):
+    return np.maximum(x @ w + b, 0)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 17), (5, 1000), (2, 3, 33)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_softmax_one_kernel(shape, dtype):
+    x = rng.standard_normal(shape).astype(dtype) * 10
+    check(softmax, x, rtol="trans")
+    assert kernels(softmax, x) == 1
+
+
+def test_softmax_nan_inf_rows_and_views():
+    x = rng.standard_normal((6, 40)).astype(np.float32)
+    x[1, 3] = np.nan
+    x[2, :] = -np.inf          # a row of -inf: numpy gives NaN (inf - inf)
+    x[3, 5] = np.inf
+    check(softmax, x, rtol="trans")
+    check(softmax, x[::-2, 3:], rtol="trans")   # negative strides and an offset view
+    check(softmax, x.T.copy()[::3], rtol="trans")
+
+
+@pytest.mark.parametrize("shape", [(4, 7), (3, 5, 129)], ids=str)
+def test_layernorm_one_kernel(shape):
+    x = rng.standard_normal(shape).astype(np.float32)
+    g, b = rng.standard_normal(shape[-1:]).astype(np.float32), rng.standard_normal(shape[-1:]).astype(np.float32)
+    check(layernorm, x, g, b, rtol="trans")
+    assert kernels(layernorm, x, g, b) == 1
+
+
+def test_full_reduction_epilogue_in_one_kernel():
+    f = lambda x: x / x.sum()  # noqa: E731  (the sum is computed before the loop that divides)
+    x = rng.random((31, 9)).astype(np.float64)
+    check(f, x, rtol="trans")
+    assert kernels(f, x) == 1
+
+
+@pytest.mark.parametrize("m,k,n", [(1, 1, 1), (7, 5, 3), (13, 40, 37), (6, 300, 32), (70, 33, 65)], ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_matmul_epilogue_odd_shapes(m, k, n, dtype):
+    x, w = rng.standard_normal((m, k)).astype(dtype), rng.standard_normal((k, n)).astype(dtype)
+    b = rng.standard_normal(n).astype(dtype)
+    check(mlp, x, w, b, rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-4 if dtype == np.float32 else 1e-10)
+    assert kernels(mlp, x, w, b) == 1
+
+
+def test_matmul_epilogue_transposed_batched_and_transcendental():
+    f = lambda x, w, s: np.tanh(np.matmul(x, w.swapaxes(-1, -2)) * s[:, None])  # noqa: E731
+    x = rng.standard_normal((3, 11, 20)).astype(np.float32)
+    w = rng.standard_normal((3, 9, 20)).astype(np.float32)
+    s = rng.standard_normal(11).astype(np.float32)
+    check(f, x, w, s, rtol=1e-4, atol=1e-5)
+    assert kernels(f, x, w, s) == 1
+
+
+def test_matmul_epilogue_nan_propagates():
+    x = rng.standard_normal((8, 8)).astype(np.float32)
+    x[2, 3] = np.nan
+    w = rng.standard_normal((8, 40)).astype(np.float32)
+    check(mlp, x, w, np.zeros(40, np.float32), rtol=1e-5, atol=1e-5)
+
+
+def test_matmul_used_twice_gets_a_buffer():
+    f = lambda x, w: (x @ w) * 2 + (x @ w).sum(axis=1, keepdims=True)  # noqa: E731
+    x, w = rng.standard_normal((9, 5)), rng.standard_normal((5, 7))
+    check(f, x, w, rtol=1e-10, atol=1e-10)
+
+
+def test_shared_expensive_node_across_kernels():
+    # exp(x) feeds a column reduction and the output: two kernels, so it is computed once into a buffer
+    f = lambda x: np.exp(x) / np.exp(x).sum(axis=0)  # noqa: E731
+    x = rng.standard_normal((17, 6)).astype(np.float32)
+    check(f, x, rtol="trans")
