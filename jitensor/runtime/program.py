@@ -13,6 +13,7 @@ from ..errors import IndexOutOfBoundsError, RuntimeCheckError
 from ..loop.lower import ERR_INDEX, ERROR_MESSAGES, BufferPlan
 from ..loop.schedule import work
 from .ffi import NULL, address, as_int, entry_function, from_buffer, kernel_function, new_table
+from .buffers import pool as buffers
 from .threads import pool
 
 PARALLEL_MIN_WORK = 1 << 17  # below this a kernel runs on one thread: handing off costs ~10-30 us
@@ -64,6 +65,7 @@ class Program:
             tb[slot] = fb(a) if a.flags.c_contiguous else address(a.ctypes.data)
         for slot, _, p in self._consts:
             tb[slot] = p
+        empty = buffers().empty
         outs = []
         seen = {}
         dups = []
@@ -74,12 +76,12 @@ class Program:
                 dups.append((len(outs), slot))
                 outs.append(None)
             else:
-                o = seen[slot] = np.empty(shape, dtype)
+                o = seen[slot] = empty(shape, dtype)
                 tb[slot] = fb(o)
                 outs.append(o)
         temps = []
         for slot, shape, dtype in self._temps:
-            t = np.empty(shape, dtype)
+            t = empty(shape, dtype)
             temps.append(t)
             tb[slot] = fb(t)
         if self._parallel:
