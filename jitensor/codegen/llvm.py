@@ -13,6 +13,7 @@ runs.
 from __future__ import annotations
 
 import functools
+import os
 import threading
 
 import numpy as np
@@ -534,6 +535,9 @@ class LoadedCode:
             self.kernels = [self.engine.get_function_address(f"jit_k{i}") for i in range(n_kernels)]
         if not self.entry or not all(self.kernels):
             raise CompileError("compiled object lacks its entry points")
+        if os.environ.get("JITENSOR_PERF_MAP", "") not in ("", "0"):  # name the code for `perf report`
+            from . import perfmap
+            perfmap.register(obj, self)
 
 
 def assembly(obj_ir_text: str, target) -> str:
