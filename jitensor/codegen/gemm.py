@@ -145,15 +145,22 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
                 # pack B[pc:pc+kc, jc:jc+nc] into panels [p][k][NR], zero-padding columns past N
                 with _Loop(b, fn, _c(0), npan, name="pp") as pp:
                     with _Loop(b, fn, _c(0), kc, name="pk") as pk:
-                        with _Loop(b, fn, _c(0), _c(NR), name="pcol") as col:
-                            j = b.add(b.add(jc, b.mul(pp, _c(NR))), col)
-                            inb = b.icmp_signed("<", j, _c(N))
-                            jj = b.select(inb, j, _c(0))
-                            src = b.add(b.add(b.add(_c(b_off), ob), b.mul(b.add(pc, pk), _c(sb_k))), b.mul(jj, _c(sb_j)))
-                            v = b.load(gep(ptr[b_buf], src), typ=T, align=item)
-                            v = b.select(inb, v, ir.Constant(T, 0.0))
-                            dst = b.add(b.mul(b.add(b.mul(pp, kc), pk), _c(NR)), col)
-                            b.store(v, gep(bp, dst), align=item)
+                        row = b.add(b.add(_c(b_off), ob), b.mul(b.add(pc, pk), _c(sb_k)))
+                        dst = b.mul(b.add(b.mul(pp, kc), pk), _c(NR))
+                        if sb_j == 1:  # contiguous rows of B: masked vector loads (lanes past N read nothing)
+                            for v in range(2):
+                                j = b.add(b.add(jc, b.mul(pp, _c(NR))), _c(v * W))
+                                val = b.call(masked_load(fn.module, V, W, T),
+                                             [b.gep(ptr[b_buf], [b.add(row, j)], source_etype=T), ir.Constant(I32, item),
+                                              lane_mask(b, W, b.sub(_c(N), j)), zero])
+                                b.store(val, gep(bp, b.add(dst, _c(v * W))), align=item)
+                        else:
+                            with _Loop(b, fn, _c(0), _c(NR), name="pcol") as col:
+                                j = b.add(b.add(jc, b.mul(pp, _c(NR))), col)
+                                inb = b.icmp_signed("<", j, _c(N))
+                                src = b.add(row, b.mul(b.select(inb, j, _c(0)), _c(sb_j)))
+                                v = b.load(gep(ptr[b_buf], src), typ=T, align=item)
+                                b.store(b.select(inb, v, ir.Constant(T, 0.0)), gep(bp, b.add(dst, col)), align=item)
                 first = b.icmp_signed("==", pc, _c(0))
                 last = b.icmp_signed(">=", b.add(pc, _c(KC)), _c(K))
                 with _Loop(b, fn, t0, t1, name="t") as t:
@@ -233,27 +240,40 @@ def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, *, a_ro
                     val = b.select(first, res[r][v], b.fadd(old, res[r][v]))
                     b.store(_epilogue(b, epi, val, r, v, W, edge=False), addr, align=item)
         with other:  # edge tile: masked vector loads/stores (masked-off lanes are never touched)
-            sfx = f"v{W}{'f32' if T == F32 else 'f64'}"
             mt = ir.VectorType(ir.IntType(1), W)
-            mstore = fn.module.globals.get(f"llvm.masked.store.{sfx}.p0") or ir.Function(
-                fn.module, ir.FunctionType(VOID, [V, PTR, I32, mt]), name=f"llvm.masked.store.{sfx}.p0")
-            mload = fn.module.globals.get(f"llvm.masked.load.{sfx}.p0") or ir.Function(
-                fn.module, ir.FunctionType(V, [PTR, I32, mt, V]), name=f"llvm.masked.load.{sfx}.p0")
-            lanes = ir.Constant(ir.VectorType(I64, W), list(range(W)))
+            mload, mstore = masked_load(fn.module, V, W, T), masked_store(fn.module, V, W, T)
             for r in range(MR):
                 for v in range(2):
-                    lim = b.sub(ncols, _c(v * W))
-                    limv = b.shuffle_vector(b.insert_element(ir.Constant(ir.VectorType(I64, W), ir.Undefined), lim,
-                                                             ir.Constant(I32, 0)),
-                                            ir.Constant(ir.VectorType(I64, W), ir.Undefined), splat_mask)
-                    mask = b.icmp_signed("<", lanes, limv)
-                    rowok = b.icmp_signed("<", _c(r), mr)
-                    mask = b.select(rowok, mask, ir.Constant(mt, [0] * W))
+                    mask = lane_mask(b, W, b.sub(ncols, _c(v * W)))
+                    mask = b.select(b.icmp_signed("<", _c(r), mr), mask, ir.Constant(mt, [0] * W))
                     addr = b.gep(C, [b.add(c_at(r), _c(v * W))], source_etype=T)
                     old = b.call(mload, [addr, ir.Constant(I32, item), mask, zero])
                     val = b.select(first, res[r][v], b.fadd(old, res[r][v]))
                     val = _epilogue(b, epi, val, r, v, W, edge=True)
                     b.call(mstore, [val, addr, ir.Constant(I32, item), mask])
+
+
+def _intrinsic(m, name, fty):
+    return m.globals.get(name) or ir.Function(m, fty, name=name)
+
+
+def masked_load(m, V, W, T):
+    mt = ir.VectorType(ir.IntType(1), W)
+    return _intrinsic(m, f"llvm.masked.load.v{W}{'f32' if T == F32 else 'f64'}.p0", ir.FunctionType(V, [PTR, I32, mt, V]))
+
+
+def masked_store(m, V, W, T):
+    mt = ir.VectorType(ir.IntType(1), W)
+    return _intrinsic(m, f"llvm.masked.store.v{W}{'f32' if T == F32 else 'f64'}.p0",
+                      ir.FunctionType(VOID, [V, PTR, I32, mt]))
+
+
+def lane_mask(b, W, lim):
+    """Lanes 0..W-1 that are below `lim` (an i64, may be <= 0 or >= W)."""
+    vt = ir.VectorType(I64, W)
+    limv = b.shuffle_vector(b.insert_element(ir.Constant(vt, ir.Undefined), lim, ir.Constant(I32, 0)),
+                            ir.Constant(vt, ir.Undefined), ir.Constant(ir.VectorType(I32, W), [0] * W))
+    return b.icmp_signed("<", ir.Constant(vt, list(range(W))), limv)
 
 
 def _epilogue(b, epi, val, r, v, W, edge):

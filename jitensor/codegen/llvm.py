@@ -147,6 +147,12 @@ class FnEmitter:
                 c = self.intrinsic("llvm.vector.reduce.or", I1, [c])
             old = b.load(self.err)
             b.store(b.select(c, ir.Constant(I32, s.code), old), self.err)
+        elif isinstance(s, L.Prefetch):  # lane 0's address: one line per vector of 64 bytes
+            idx = self.scalar_expr(s.index) if self.vec is not None else self.expr(s.index, {})
+            addr = b.gep(self.ptr[s.buf], [idx], source_etype=mem_ty(self.bufdt[s.buf]))  # not inbounds: may point past
+            fn = self.m.globals.get("llvm.prefetch.p0") or ir.Function(
+                self.m, ir.FunctionType(VOID, [PTR, I32, I32, I32]), name="llvm.prefetch.p0")
+            b.call(fn, [addr, ir.Constant(I32, 0), ir.Constant(I32, 3), ir.Constant(I32, 1)])  # read, keep, data
         else:
             raise CompileError(f"cannot generate code for statement {s!r}")
 

@@ -139,6 +139,14 @@ class Check(Stmt):
 
 
 @dataclass(frozen=True)
+class Prefetch(Stmt):
+    """A hint: bring the cache line of buf[index] closer. No effect on results, never faults; `index` may
+    lie past the buffer (the next row of the last row)."""
+    buf: str
+    index: Expr
+
+
+@dataclass(frozen=True)
 class Buffer:
     name: str
     dtype: np.dtype
@@ -177,6 +185,8 @@ def format_stmt(s: Stmt, ind: int = 1) -> list[str]:
         return [f"{p}{s.name} = {s.value}"]
     if isinstance(s, Check):
         return [f"{p}check not {s.cond} (error {s.code})"]
+    if isinstance(s, Prefetch):
+        return [f"{p}prefetch {s.buf}[{s.index}]"]
     return [f"{p}{s!r}"]
 
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, replace
 
-from .ir import (Assign, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef, Seq, Stmt, Store,
-                 Var, c64, iadd, imul)
+from .ir import (Assign, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef, Prefetch, Seq, Stmt,
+                 Store, Var, c64, iadd, imul)
 
 
 @dataclass(frozen=True)
@@ -289,10 +289,45 @@ def _has_loop(s) -> bool:
     return False
 
 
+PREFETCH_MIN_ROW_BYTES = 2048  # shorter rows: the hardware prefetcher keeps up on its own
+
+
+def prefetch_next_rows(loop: For) -> For:
+    """A row kernel (a parallel loop over rows whose body makes several passes over each row) reads each
+    row from memory in its first pass, with the cores waiting, then computes from cache with memory
+    idle. Prefetching the next row during the second pass overlaps the two: one prefetch per vector of
+    the pass, at the same column of row + 1."""
+    passes = loop.body.body if isinstance(loop.body, Seq) else ()
+    loops = [(i, p) for i, p in enumerate(passes) if isinstance(p, For) and p.lanes > 1 and not _has_loop(p.body)]
+    if loop.kind != "parallel" or len(loops) < 2:
+        return loop
+    first, (i2, second) = loops[0][1], loops[1]
+    hints = []
+    for buf, index in dict.fromkeys((ld.buf, ld.index) for ld in _load_exprs(first.body)):
+        f = affine(index)
+        if f is None or f.get(first.var) != 1 or set(f) - {None, first.var, loop.var}:
+            continue
+        stride = f.get(loop.var, 0)
+        itemsize = next(ld.dtype.itemsize for ld in _load_exprs(first.body) if ld.buf == buf)
+        if stride < first.extent or first.extent * itemsize < PREFETCH_MIN_ROW_BYTES or second.extent != first.extent:
+            continue
+        g = {k: v for k, v in f.items() if k != first.var}
+        g[second.var] = 1
+        g[None] = g.get(None, 0) + stride
+        hints.append(Prefetch(buf, from_affine(g)))
+    if not hints:
+        return loop
+    body2 = second.body.body if isinstance(second.body, Seq) else (second.body,)
+    new2 = replace(second, body=Seq(tuple(hints) + tuple(body2)))
+    return replace(loop, body=Seq(passes[:i2] + (new2,) + passes[i2 + 1:]))
+
+
 def default_schedule(k: Kernel, target=None) -> Kernel:
     body = collapse(k.body)
     if isinstance(body, For) and body.extent > 1 and parallel_legal(body):
         body = replace(body, kind="parallel")
     if target is not None and k.template is None:
         body = vectorize_innermost(body, target.vector_bits)
+        if isinstance(body, For):
+            body = prefetch_next_rows(body)
     return replace(k, body=body)

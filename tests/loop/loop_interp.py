@@ -114,6 +114,8 @@ class _Gen:
             self.lines.append(f"{p}{self.name('l', s.name)} = {self.expr(v)}")
         elif isinstance(s, L.Check):
             self.lines.append(f"{p}if {self.expr(s.cond)}: _err.add({int(s.code)})")
+        elif isinstance(s, L.Prefetch):
+            self.lines.append(f"{p}pass  # prefetch")
         else:
             raise TypeError(f"unknown statement {s!r}")
 
