@@ -461,6 +461,7 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
     parallel loop (the runtime's threads call these)."""
     m = ir.Module(name=name)
     m.triple = target.triple
+    m.jitensor_features = target.features  # what the emitters may use beyond portable IR (mathlib: vscalef)
     from .gemm import emit_gemm
     fns = [emit_gemm(m, k, target) if k.template and k.template[0] == "gemm" else FnEmitter(m, k).emit()
            for k in kernels]

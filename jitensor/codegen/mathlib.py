@@ -354,7 +354,14 @@ class _E:
 
     def ldexp2(self, p, k):
         """p * 2^k in two steps, so that denormal results round once and k may
-        exceed the exponent range (k1, k2 stay normal)."""
+        exceed the exponent range (k1, k2 stay normal). On 512-bit vectors with AVX-512, one
+        vscalef does the same (one rounding, full range) in 2 instructions instead of 7."""
+        if self.n is not None and self.n * self.k.bits == 512 and "+avx512f" in getattr(self.module, "jitensor_features", ""):
+            kf = self.b.sitofp(k, self.ty)
+            sfx, mask = ("pd", ir.IntType(8)) if self.dbl else ("ps", ir.IntType(16))
+            fn = _declare(self.module, f"llvm.x86.avx512.mask.scalef.{sfx}.512", self.ty,
+                          [self.ty, self.ty, self.ty, mask, ir.IntType(32)])
+            return self.b.call(fn, [p, kf, p, ir.Constant(mask, -1), ir.Constant(ir.IntType(32), 4)])
         k1 = self.ashr(k, 1)
         k2 = self.isub(k, k1)
         return self.mul(self.mul(p, self.pow2i(k1)), self.pow2i(k2))

@@ -76,6 +76,7 @@ def compile_kernels(dtype, lanes, names=None):
         return _MODULES[key][1]
     module = ir.Module(name=f"mathlib_{key[0]}_{lanes}")
     module.triple = llvm.get_default_triple()
+    module.jitensor_features = llvm.get_host_cpu_features().flatten()  # as build_module does (AVX-512 paths)
     for name in key[2]:
         _kernel(module, name, dtype, lanes)
     mod = llvm.parse_assembly(str(module))
