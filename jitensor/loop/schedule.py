@@ -322,8 +322,59 @@ def prefetch_next_rows(loop: For) -> For:
     return replace(loop, body=Seq(passes[:i2] + (new2,) + passes[i2 + 1:]))
 
 
+def _column_block(extent: int) -> int | None:
+    """Columns per block: a divisor of `extent` in [64, 1024] leaving at least 2 blocks, a multiple of 16
+    (whole vectors) when there is one; the largest such (long contiguous runs per row)."""
+    ok = [b for b in range(64, min(1024, extent // 2) + 1) if extent % b == 0]
+    whole = [b for b in ok if b % 16 == 0]
+    return max(whole or ok, default=None)
+
+
+def block_columns(body: Stmt) -> Stmt:
+    """A column reduction (`for r: for c: t[c] = combine(t[c], x[r, c])`, after loops over the same
+    columns that initialize `t`) runs its reduction loop outermost, so it cannot run in parallel.
+    Blocking the columns makes a parallel loop over column blocks, each block making its own pass
+    over the rows: `for cb (parallel): [init t[cb*B : cb*B+B]]; for r: for c in 0..B: ...`. Applied
+    only when the result passes `parallel_legal` (blocks write disjoint parts of every buffer)."""
+    from .primitives import _subst
+    stmts = body.body if isinstance(body, Seq) else (body,)
+    if not stmts or not all(isinstance(x, For) and x.kind == "serial" for x in stmts):
+        return body
+    red = stmts[-1]
+    inner = red.body
+    if not isinstance(inner, For) or _has_loop(inner.body):
+        return body
+    C = inner.extent
+    if any(x.extent != C or _has_loop(x.body) for x in stmts[:-1]):
+        return body
+    B = _column_block(C)
+    if B is None:
+        return body
+    cb = "cb"
+    while any(cb == f.var for f in _all_loops(body)):
+        cb += "_"
+
+    def blocked(loop: For) -> For:
+        at = iadd(imul(Var(cb), B), Var(loop.var))
+        return For(loop.var, B, _subst(loop.body, {loop.var: at}))
+    new = [blocked(x) for x in stmts[:-1]] + [replace(red, body=blocked(inner))]
+    out = For(cb, C // B, Seq(tuple(new)))
+    return out if parallel_legal(out) else body
+
+
+def _all_loops(s: Stmt):
+    if isinstance(s, For):
+        yield s
+        yield from _all_loops(s.body)
+    elif isinstance(s, Seq):
+        for x in s.body:
+            yield from _all_loops(x)
+
+
 def default_schedule(k: Kernel, target=None) -> Kernel:
     body = collapse(k.body)
+    if k.template is None and not isinstance(body, For):
+        body = block_columns(body)
     if isinstance(body, For) and body.extent > 1 and parallel_legal(body):
         body = replace(body, kind="parallel")
     if target is not None and k.template is None:

@@ -1,8 +1,9 @@
 """Memory for large outputs and temporaries, recycled across calls.
 
-A fresh multi-megabyte numpy array is fresh pages from the kernel: the first write to each page
-faults and the kernel zeroes it, which costs as much as the kernel's own pass over the data
-(a third of a softmax call's time on 4096x4096 float32). The pool keeps the blocks it hands out and
+A large fresh numpy array is often fresh pages from the OS (the C allocator maps big blocks and
+unmaps them on free): the first write to each page faults and the OS zeroes it, which costs as much
+as the kernel's own pass over the data (a third of a softmax call's time on 4096x4096 float32, a
+fifth of a 256x512x512 matmul's). The pool keeps the blocks it hands out and
 reuses one as soon as no array refers to it any more: every view of a block has the block as its
 `.base` (numpy collapses base chains), so a block whose reference count is back to the pool's own
 references is free. Blocks are 64-byte aligned, so vector stores never straddle cache lines.
@@ -19,7 +20,7 @@ import threading
 
 import numpy as np
 
-MIN_BYTES = 1 << 20  # below this numpy's allocator reuses memory well enough
+MIN_BYTES = 1 << 17  # below this numpy's allocator (glibc's heap) reuses memory well enough
 ALIGN = 64
 
 

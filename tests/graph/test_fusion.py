@@ -111,3 +111,19 @@ def test_row_kernels_prefetch_the_next_row(shape):
     check(softmax, x[::-1], rtol="trans")
     g, b = np.ones(shape[-1], np.float32), np.zeros(shape[-1], np.float32)
     check(layernorm, x, g, b, rtol="trans", atol=1e-5)  # values near the mean: cancellation in numpy's mean
+
+
+@pytest.mark.parametrize("shape,axis", [((300, 1024), 0), ((257, 1000), 0), ((64, 100), 0), ((5, 64, 640), 1),
+                                        ((33, 4, 1536), (0, 1)), ((40, 2048), 0)], ids=str)
+@pytest.mark.parametrize("op", ["sum", "max", "min", "mean", "sumsq"])
+def test_column_reductions_in_parallel_blocks(shape, axis, op):
+    """Reductions over leading axes run as a parallel loop over blocks of columns when the columns split
+    into blocks (results, NaN and -0.0 included, as numpy's)."""
+    fns = {"sum": lambda x: x.sum(axis=axis), "max": lambda x: x.max(axis=axis), "min": lambda x: x.min(axis=axis),
+           "mean": lambda x: x.mean(axis=axis), "sumsq": lambda x: (x * x).sum(axis=axis)}
+    x = rng.standard_normal(shape).astype(np.float32)
+    x.flat[::97] = np.nan if op in ("max", "min") else 0.0
+    check(fns[op], x, rtol=1e-5)
+    check(fns[op], x[..., ::-1], rtol=1e-5)
+    if shape == (300, 1024):
+        assert "for cb in 0..2:  # parallel" in jitensor.explain(fns[op], x, what=("loop",))
