@@ -90,7 +90,7 @@ def record(case: str, calls: int, tmp: Path) -> dict:
         fail("objdump not found; install binutils")
     os.mkfifo(tmp / "ctl")
     os.mkfifo(tmp / "ack")
-    cmd = [perf, "record", "-q", "-e", "cpu-clock", "-F", str(FREQ), "-o", str(tmp / "perf.data"),
+    cmd = [perf, "record", "-e", "cpu-clock", "-F", str(FREQ), "-o", str(tmp / "perf.data"),
            "-D", "-1", "--control", f"fifo:{tmp / 'ctl'},{tmp / 'ack'}",  # events off until the child enables them
            "--", sys.executable, __file__, case, "--calls", str(calls), "--child", str(tmp)]
     r = subprocess.run(cmd, env=dict(os.environ, JITENSOR_PERF_MAP="1"), stdout=subprocess.PIPE,
@@ -100,6 +100,9 @@ def record(case: str, calls: int, tmp: Path) -> dict:
     if r.returncode != 0 or not (tmp / "meta.json").exists():
         fail(f"`perf record` failed (exit status {r.returncode}); profiling may need a lower "
              f"/proc/sys/kernel/perf_event_paranoid or CAP_PERFMON:\n{r.stderr.strip()}")
+    # pass on the child's warnings, not perf's progress lines
+    sys.stderr.writelines(line for line in r.stderr.splitlines(True)
+                          if not re.match(r"\[ perf record:|Events (en|dis)abled", line))
     return json.loads((tmp / "meta.json").read_text())
 
 

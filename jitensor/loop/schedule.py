@@ -201,8 +201,15 @@ def parallel_legal(loop: For) -> bool:
     return True
 
 
+# ops that cost tens of instructions per vector (the vector math library)
+COSTLY_CALLS = frozenset(("exp", "exp2", "expm1", "log", "log2", "log10", "log1p", "tanh", "sinh", "cosh", "sin",
+                          "cos", "tan", "arcsin", "arccos", "arctan", "arctan2", "arcsinh", "arccosh", "arctanh",
+                          "power", "float_power", "erf", "sigmoid", "divide", "sqrt"))
+
+
 def work(s) -> int:
-    """Rough cost of a statement: loop iterations times expression size."""
+    """Rough cost of a statement in scalar ops: loop iterations times (loads + ops, a math-library call
+    counting as 8). The runtime compares it with the cost of handing a loop to other threads."""
     if isinstance(s, For):
         return s.extent * work(s.body)
     if isinstance(s, Seq):
@@ -214,9 +221,11 @@ def _size(e, depth=0) -> int:
     if e is None or depth > 50:
         return 0
     if isinstance(e, Call):
-        return 1 + sum(_size(a, depth + 1) for a in e.args)
+        return (8 if e.op in COSTLY_CALLS else 1) + sum(_size(a, depth + 1) for a in e.args)
     if isinstance(e, Cast):
         return _size(e.x, depth + 1)
+    if isinstance(e, Load):
+        return 1
     return 0
 
 

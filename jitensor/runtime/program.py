@@ -16,7 +16,7 @@ from .ffi import NULL, address, as_int, entry_function, from_buffer, kernel_func
 from .buffers import pool as buffers
 from .threads import pool
 
-PARALLEL_MIN_WORK = 1 << 17  # below this a kernel runs on one thread: handing off costs ~10-30 us
+PARALLEL_MIN_WORK = 1 << 21  # (schedule.work units, ~25-30 per ns on one core) handing a loop to the pool costs ~30-40 us
 
 
 def _pointer(a: np.ndarray):
