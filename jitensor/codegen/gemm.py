@@ -144,15 +144,17 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
                 kc = _min(b, _c(KC), b.sub(_c(K), pc))
                 # pack B[pc:pc+kc, jc:jc+nc] into panels [p][k][NR], zero-padding columns past N
                 with _Loop(b, fn, _c(0), npan, name="pp") as pp:
+                    if sb_j == 1:  # contiguous rows of B: masked vector loads (lanes past N read nothing)
+                        js = [b.add(b.add(jc, b.mul(pp, _c(NR))), _c(v * W)) for v in range(2)]
+                        masks = [lane_mask(b, W, b.sub(_c(N), j)) for j in js]  # per panel, not per row
                     with _Loop(b, fn, _c(0), kc, name="pk") as pk:
                         row = b.add(b.add(_c(b_off), ob), b.mul(b.add(pc, pk), _c(sb_k)))
                         dst = b.mul(b.add(b.mul(pp, kc), pk), _c(NR))
-                        if sb_j == 1:  # contiguous rows of B: masked vector loads (lanes past N read nothing)
+                        if sb_j == 1:
                             for v in range(2):
-                                j = b.add(b.add(jc, b.mul(pp, _c(NR))), _c(v * W))
                                 val = b.call(masked_load(fn.module, V, W, T),
-                                             [b.gep(ptr[b_buf], [b.add(row, j)], source_etype=T), ir.Constant(I32, item),
-                                              lane_mask(b, W, b.sub(_c(N), j)), zero])
+                                             [b.gep(ptr[b_buf], [b.add(row, js[v])], source_etype=T),
+                                              ir.Constant(I32, item), masks[v], zero])
                                 b.store(val, gep(bp, b.add(dst, _c(v * W))), align=item)
                         else:
                             with _Loop(b, fn, _c(0), _c(NR), name="pcol") as col:
