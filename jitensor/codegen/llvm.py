@@ -517,31 +517,38 @@ def compile_object(module: ir.Module, target) -> tuple[bytes, str]:
 _OBJECT_MAGIC = {"linux": (b"\x7fELF",), "darwin": (b"\xcf\xfa\xed\xfe",), "windows": (b"\x64\x86",)}
 
 
-def _check_object(obj: bytes, target):
+def _check_object(obj: bytes, target, names):
     """LLVM's object loader trusts its input (garbage crashes the process): check the container and that the
     entry points are named in it before handing bytes over."""
     kinds = [v for k, v in _OBJECT_MAGIC.items() if k in target.triple] or [sum(_OBJECT_MAGIC.values(), ())]
-    if not any(obj.startswith(m) for m in kinds[0]) or b"jit_entry" not in obj:
+    if not any(obj.startswith(m) for m in kinds[0]) or not all(n.encode() in obj for n in names):
         raise CompileError("not an object file produced by jitensor for this target")
+
+
+def load_object(obj: bytes, target, names) -> tuple:
+    """Load object code into a new MCJIT engine: (engine, [address of each name]); the engine owns the
+    code, keep it alive while the code may run."""
+    llvm = binding()
+    _check_object(obj, target, names)
+    with _lock:
+        tm = target_machine(target)  # the engine owns its TargetMachine: never share one
+        backing = llvm.parse_assembly("")
+        backing.triple = target.triple
+        engine = llvm.create_mcjit_compiler(backing, tm)
+        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
+        engine.finalize_object()
+        addrs = [engine.get_function_address(n) for n in names]
+    if not all(addrs):
+        raise CompileError("compiled object lacks its entry points")
+    return engine, addrs
 
 
 class LoadedCode:
     """An MCJIT engine holding one program's object code; keeps it alive while callable."""
 
     def __init__(self, obj: bytes, target, n_kernels: int):
-        llvm = binding()
-        _check_object(obj, target)
-        with _lock:
-            tm = target_machine(target)  # the engine owns its TargetMachine: never share one
-            backing = llvm.parse_assembly("")
-            backing.triple = target.triple
-            self.engine = llvm.create_mcjit_compiler(backing, tm)
-            self.engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-            self.engine.finalize_object()
-            self.entry = self.engine.get_function_address("jit_entry")
-            self.kernels = [self.engine.get_function_address(f"jit_k{i}") for i in range(n_kernels)]
-        if not self.entry or not all(self.kernels):
-            raise CompileError("compiled object lacks its entry points")
+        self.engine, addrs = load_object(obj, target, ["jit_entry"] + [f"jit_k{i}" for i in range(n_kernels)])
+        self.entry, self.kernels = addrs[0], addrs[1:]
         if os.environ.get("JITENSOR_PERF_MAP", "") not in ("", "0"):  # name the code for `perf report`
             from . import perfmap
             perfmap.register(obj, self)

@@ -13,6 +13,8 @@ _i64 = _B.new_primitive_type("int64_t")
 _intptr = _B.new_primitive_type("intptr_t")
 _entry_t = _B.new_function_type((_voidpp,), _void, False)
 _kernel_t = _B.new_function_type((_voidpp, _i64, _i64), _void, False)
+_run_t = _B.new_function_type((VOIDP, VOIDP, _voidpp, _i64, _i64, _i64), _void, False)
+_worker_t = _B.new_function_type((VOIDP,), _void, False)
 NULL = _B.cast(VOIDP, 0)
 
 
@@ -42,3 +44,13 @@ def entry_function(addr: int):
 def kernel_function(addr: int):
     """void jit_kN(void **table, int64_t begin, int64_t end)."""
     return _B.cast(_kernel_t, addr)
+
+
+def pool_run_function(addr: int):
+    """void jtp_run(void *state, void *kernel, void **table, int64_t extent, int64_t step, int64_t pieces)."""
+    return _B.cast(_run_t, addr)
+
+
+def pool_worker_function(addr: int):
+    """void jtp_worker(void *state): never returns while the process runs."""
+    return _B.cast(_worker_t, addr)

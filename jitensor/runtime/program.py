@@ -16,7 +16,6 @@ from .ffi import NULL, address, as_int, entry_function, from_buffer, kernel_func
 from .buffers import pool as buffers
 from .threads import pool
 
-PARALLEL_MIN_WORK = 1 << 21  # (schedule.work units, ~25-30 per ns on one core) handing a loop to the pool costs ~30-40 us
 
 
 def _pointer(a: np.ndarray):
@@ -50,12 +49,12 @@ class Program:
         for addr, k in zip(code.kernels, kernels):
             ext = parallel_extent(k)
             w = work(k.body)
-            par = ext is not None and w >= PARALLEL_MIN_WORK
+            par = ext is not None and w >= pool().min_work
             big |= par
             grain = max(1, ext // 64) if ext and w // max(ext, 1) < 64 else 1  # tiny rows: chunk by many rows
             grain = -(-grain // k.body.lanes) * k.body.lanes if ext and not k.template else grain
             # templates redo per-chunk set-up (packing B): one chunk per thread
-            self._parts.append((kernel_function(addr), ext or 0, par, grain, 1 if k.template else 4))
+            self._parts.append((kernel_function(addr), addr, ext or 0, par, grain, 1 if k.template else 4))
         self._parallel = big and pool().n > 1
 
     def run(self, arrays) -> list[np.ndarray]:
@@ -86,9 +85,9 @@ class Program:
             tb[slot] = fb(t)
         if self._parallel:
             p = pool()
-            for fn, ext, par, grain, per_thread in self._parts:
+            for fn, addr, ext, par, grain, per_thread in self._parts:
                 if par:
-                    p.parallel_for(fn, tb, ext, grain, per_thread)
+                    p.parallel_for(fn, addr, tb, ext, grain, per_thread)
                 else:
                     fn(tb, 0, ext)
         else:
