@@ -14,7 +14,7 @@ from ..loop.lower import ERR_INDEX, ERROR_MESSAGES, BufferPlan
 from ..loop.schedule import work
 from .ffi import NULL, address, as_int, entry_function, from_buffer, kernel_function, new_table
 from .buffers import pool as buffers
-from .threads import pool
+from .threads import min_work, num_threads, pool
 
 
 
@@ -49,13 +49,13 @@ class Program:
         for addr, k in zip(code.kernels, kernels):
             ext = parallel_extent(k)
             w = work(k.body)
-            par = ext is not None and w >= pool().min_work
+            par = ext is not None and w >= min_work()
             big |= par
             grain = max(1, ext // 64) if ext and w // max(ext, 1) < 64 else 1  # tiny rows: chunk by many rows
             grain = -(-grain // k.body.lanes) * k.body.lanes if ext and not k.template else grain
             # templates redo per-chunk set-up (packing B): one chunk per thread
             self._parts.append((kernel_function(addr), addr, ext or 0, par, grain, 1 if k.template else 4))
-        self._parallel = big and pool().n > 1
+        self._parallel = big and num_threads() > 1
 
     def run(self, arrays) -> list[np.ndarray]:
         tb = new_table(self._nslots)

@@ -48,14 +48,13 @@ class _Native:
     """Workers parked in `jtp_worker`; `run` publishes one parallel loop through `jtp_run`."""
 
     def __init__(self, n: int):
-        from ..codegen.llvm import compile_object, load_object
+        from ..codegen.llvm import load_object
         from ..target import host
         from . import nativepool as NP
         target = host()
         if not NP.supported(target):
             raise OSError(f"no native pool for {target.triple}")
-        obj, _ = compile_object(NP.build_module(target.triple), target)
-        self.engine, (run, worker) = load_object(obj, target, ["jtp_run", "jtp_worker"])
+        self.engine, (run, worker) = load_object(_pool_object(target), target, ["jtp_run", "jtp_worker"])
         raw = np.zeros(NP.STATE_WORDS + 8, np.int64)
         off = (-raw.ctypes.data % 64) // 8
         self.state = raw[off:off + NP.STATE_WORDS]  # kept alive with the pool: workers read it forever
@@ -73,6 +72,42 @@ class _Native:
 # hand-off: ~3 us for the native pool (break-even measured at 32K-element adds, 8K-element GELUs),
 # ~50 us for Python workers.
 MIN_WORK_NATIVE, MIN_WORK_PYTHON = 1 << 17, 1 << 21
+
+
+def _pool_object(target) -> bytes:
+    """The scheduler's machine code, from the disk cache when it is there (compiling it takes ~25 ms,
+    which would otherwise land on the first call of the first parallel program of every process)."""
+    import hashlib
+
+    import llvmlite
+
+    from .. import __version__
+    from ..codegen.llvm import binding, compile_object
+    from . import nativepool as NP
+    from .diskcache import default_cache, key_hash
+    module = NP.build_module(target.triple)
+    disk = default_cache()
+    key = key_hash({"function": "jitensor thread pool", "ir": hashlib.sha256(str(module).encode()).hexdigest(),
+                    "jitensor": __version__, "llvmlite": llvmlite.__version__,
+                    "llvm": ".".join(map(str, binding().llvm_version_info)), "target": target.key()}) \
+        if disk.enabled else ""
+    entry = disk.load(key) if key else None
+    if entry is not None:
+        return entry.payload
+    obj, _ = compile_object(module, target)
+    if key:
+        disk.store(key, obj, {"name": "jitensor thread pool"})
+    return obj
+
+
+def min_work() -> int:
+    """Work below which a parallel loop runs on the calling thread (without building the pool)."""
+    from ..target import host
+    from .nativepool import supported
+    if _pool is not None:
+        return _pool.min_work
+    native = num_threads() > 1 and os.environ.get("JITENSOR_NATIVE_POOL", "1") != "0" and supported(host())
+    return MIN_WORK_NATIVE if native else MIN_WORK_PYTHON
 
 
 class Pool:
