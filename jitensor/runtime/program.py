@@ -13,9 +13,14 @@ from ..errors import IndexOutOfBoundsError, RuntimeCheckError
 from ..loop.lower import ERR_INDEX, ERROR_MESSAGES, BufferPlan
 from ..loop.schedule import work
 from .ffi import NULL, address, as_int, entry_function, from_buffer, kernel_function, new_table
-from .buffers import pool as buffers
+from .buffers import MIN_BYTES, pool as buffers
 from .threads import min_work, num_threads, pool
 
+
+def _allocator(shape, dtype):
+    """np.empty for small arrays; the recycling pool (`buffers.py`) for large ones."""
+    n = int(np.prod(shape, dtype=np.int64)) * np.dtype(dtype).itemsize
+    return buffers().empty if n >= MIN_BYTES else np.empty
 
 
 def _pointer(a: np.ndarray):
@@ -37,8 +42,8 @@ class Program:
                 src = ("in", node.attr("index")) if node.op == "input" else ("const", node.attr("value").array)
                 self._outputs.append((None, src, node.shape, node.dtype))
             else:
-                self._outputs.append((slot, None, node.shape, node.dtype))
-        self._temps = bufs.temps
+                self._outputs.append((slot, _allocator(node.shape, node.dtype), node.shape, node.dtype))
+        self._temps = [(slot, _allocator(shape, dtype), shape, dtype) for slot, shape, dtype in bufs.temps]
         self._consts = [(slot, arr, _pointer(arr)) for slot, arr in bufs.consts]
         self.where = where
         self.sites = {}  # error code -> source line of the op that checks it
@@ -64,23 +69,22 @@ class Program:
             tb[slot] = fb(a) if a.flags.c_contiguous else address(a.ctypes.data)
         for slot, _, p in self._consts:
             tb[slot] = p
-        empty = buffers().empty
         outs = []
         seen = {}
         dups = []
-        for slot, src, shape, dtype in self._outputs:
+        for slot, how, shape, dtype in self._outputs:  # how: where a passed-through value comes from, or an allocator
             if slot is None:
-                outs.append(np.array(arrays[src[1]] if src[0] == "in" else src[1], dtype=dtype, copy=True))
+                outs.append(np.array(arrays[how[1]] if how[0] == "in" else how[1], dtype=dtype, copy=True))
             elif slot in seen:  # the same value returned twice: numpy would give two arrays
                 dups.append((len(outs), slot))
                 outs.append(None)
             else:
-                o = seen[slot] = empty(shape, dtype)
+                o = seen[slot] = how(shape, dtype)
                 tb[slot] = fb(o)
                 outs.append(o)
         temps = []
-        for slot, shape, dtype in self._temps:
-            t = empty(shape, dtype)
+        for slot, alloc, shape, dtype in self._temps:
+            t = alloc(shape, dtype)
             temps.append(t)
             tb[slot] = fb(t)
         if self._parallel:

@@ -40,8 +40,9 @@ class _Worker:
             self.go.acquire()
             try:
                 self.task()
-            finally:
-                self.done.release()
+            except BaseException:  # pragma: no cover - machine code does not raise; never lose the worker
+                pass
+            self.done.release()
 
 
 class _Native:
