@@ -14,7 +14,7 @@ from ..loop.lower import ERR_INDEX, ERROR_MESSAGES, BufferPlan
 from ..loop.schedule import work
 from .ffi import NULL, address, as_int, entry_function, from_buffer, kernel_function, new_table
 from .buffers import MIN_BYTES, pool as buffers
-from .threads import min_work, num_threads, pool
+from .threads import min_work, num_threads, ready_pool
 
 
 def _allocator(shape, dtype):
@@ -87,8 +87,8 @@ class Program:
             t = alloc(shape, dtype)
             temps.append(t)
             tb[slot] = fb(t)
-        if self._parallel:
-            p = pool()
+        p = ready_pool() if self._parallel else None
+        if p is not None:
             for fn, addr, ext, par, grain, per_thread in self._parts:
                 if par:
                     p.parallel_for(fn, addr, tb, ext, grain, per_thread)

@@ -7,6 +7,7 @@ passing the GIL around costs ~50 us per loop.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import threading
@@ -69,10 +70,10 @@ class _Native:
         self._run(self._ptr, address(addr), table, extent, step, pieces)
 
 
-# A loop goes to the pool when its work (schedule.work units, ~25-30 per ns on one core) outweighs the
-# hand-off: ~3 us for the native pool (break-even measured at 32K-element adds, 8K-element GELUs),
-# ~50 us for Python workers.
-MIN_WORK_NATIVE, MIN_WORK_PYTHON = 1 << 17, 1 << 21
+# A loop goes to the pool when its work (schedule.work units, ~25-30 per ns on one core) clearly
+# outweighs the hand-off: ~3 us for the native pool (break-even measured at 32K-element adds, 8K-element
+# GELUs, both ~1<<17 units), ~50 us for Python workers.
+MIN_WORK_NATIVE, MIN_WORK_PYTHON = 1 << 18, 1 << 21
 
 
 def _pool_object(target) -> bytes:
@@ -159,18 +160,37 @@ class Pool:
 
 
 _pool: Pool | None = None
+_pool_lock = threading.Lock()
+_building: threading.Thread | None = None
 
 
 def pool() -> Pool:
     global _pool
     if _pool is None:
-        _pool = Pool(num_threads())
+        with _pool_lock:
+            if _pool is None:
+                _pool = Pool(num_threads())
     return _pool
 
 
+def ready_pool() -> Pool | None:
+    """The pool, or None while it is being built: the first parallel run of a process starts building
+    it in the background and runs on the calling thread, so no first call waits for the scheduler's
+    code (~25 ms to compile, ~3 ms from the disk cache)."""
+    global _building
+    if _pool is not None:
+        return _pool
+    with _pool_lock:
+        if _building is None:
+            _building = threading.Thread(target=pool, daemon=True, name="jitensor-pool-build")
+            _building.start()
+            atexit.register(_building.join, 30)  # never tear LLVM down under a compile in progress
+    return None
+
+
 def _forget_pool():  # a forked child has none of the parent's threads
-    global _pool
-    _pool = None
+    global _pool, _pool_lock, _building
+    _pool, _pool_lock, _building = None, threading.Lock(), None
 
 
 if hasattr(os, "register_at_fork"):
