@@ -290,12 +290,16 @@ class Lowerer:
             body = self._matmul_epilogue(n, self.epilogues[id(n)], out)
         else:
             self.nest = nest = _Nest(n.shape, "i")
-            self._plan_row_cache(n, out, nest)
-            leaf = Store(out.name, linear(nest.idx, c_strides(n.shape)), self._expr_at(n, nest.idx, root=True))
-            body = nest.build(self._with_checks([leaf]))
+            roots = self.plan.roots(n)  # siblings: one loop stores every output of this shape
+            if len(roots) == 1:
+                self._plan_row_cache(n, out, nest)
+            leaves = [Store(self.bufs.slots[id(r)].name, linear(nest.idx, c_strides(r.shape)),
+                            self._expr_at(r, nest.idx, root=True)) for r in roots]
+            body = nest.build(self._with_checks(leaves))
         self.nest = None
         used = sorted({b for b in self.bufs.slots.values() if _mentions(body, b.name)}, key=lambda b: b.slot)
-        return Kernel(f"k{k}_{n.op}", tuple(used), body, (out.name,), self.template,
+        outs = tuple(self.bufs.slots[id(r)].name for r in self.plan.roots(n))
+        return Kernel(f"k{k}_{n.op}", tuple(used), body, outs, self.template,
                       tuple((c, str(w)) for c, w in self.sites.items()))
 
     def _with_checks(self, stmts: list[Stmt]) -> Stmt:

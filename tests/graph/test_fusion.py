@@ -127,3 +127,56 @@ def test_column_reductions_in_parallel_blocks(shape, axis, op):
     check(fns[op], x[..., ::-1], rtol=1e-5)
     if shape == (300, 1024):
         assert "for cb in 0..2:  # parallel" in jitensor.explain(fns[op], x, what=("loop",))
+
+
+def _ncdf(x):
+    return 0.5 * (1.0 + np.tanh(0.7978845608028654 * (x + 0.044715 * x * x * x)))
+
+
+def black_scholes(s, k, t):
+    r, sigma = 0.02, 0.3
+    sqrt_t = np.sqrt(t)
+    d1 = (np.log(s / k) + (r + 0.5 * sigma * sigma) * t) / (sigma * sqrt_t)
+    d2 = d1 - sigma * sqrt_t
+    call = s * _ncdf(d1) - k * np.exp(-r * t) * _ncdf(d2)
+    put = k * np.exp(-r * t) * _ncdf(-d2) - s * _ncdf(-d1)
+    return call, put
+
+
+def unrolled16(x):
+    for _ in range(16):
+        x = x * 0.5 + np.sin(x) * 0.25
+    return x
+
+
+ONE_KERNEL = {
+    "gelu": lambda x: 0.5 * x * (1 + np.tanh(0.7978845608 * (x + 0.044715 * x**3))),
+    "black_scholes": lambda x: black_scholes(x + 1.0, x * 1.1 + 1.0, x * 0.3 + 0.1),
+    "unrolled16": unrolled16,
+    "mse": lambda x: np.mean((x - 0.5) ** 2),
+    "huber": lambda x: np.where(np.abs(x) < 1.0, 0.5 * x ** 2, np.abs(x) - 0.5).mean(),
+    "norm": lambda x: np.linalg.norm(x),
+    "concat": lambda x: np.concatenate([x * 2, np.exp(x)]) + 1,
+}
+
+
+@pytest.mark.parametrize("name", sorted(ONE_KERNEL))
+def test_one_kernel_each(name):
+    x = rng.random(1003).astype(np.float32)
+    check(ONE_KERNEL[name], x, rtol="trans")
+    assert kernels(ONE_KERNEL[name], x) == 1
+
+
+@pytest.mark.parametrize("fn,n", [
+    (lambda x: (x * 2, x + 1), 1),                       # independent: one loop, two stores
+    (lambda x: (x * 2, x * 2 + 1), 2),                   # the second reads the first: kept apart
+    (lambda x: (x * 2, x * 2), 1),                       # the same value twice: two arrays
+    (lambda x: (np.exp(x), x.astype(np.float64) * 3, x > 0.5), 1),  # dtypes differ
+    (lambda x: (x[:, None] * x, x * 3), 2),              # shapes differ
+    (lambda x: (x / x.sum(), x * 2), 2),                 # a reduction between them
+], ids=["independent", "dependent", "same", "dtypes", "shapes", "reduction"])
+def test_sibling_outputs(fn, n):
+    x = rng.random(37).astype(np.float32) + 0.1
+    check(fn, x, rtol="trans")
+    check(fn, x[::-2], rtol="trans")
+    assert kernels(fn, x) == n

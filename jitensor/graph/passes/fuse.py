@@ -11,6 +11,9 @@ once). A node is materialized when inlining would repeat real work:
 A reduction over trailing axes that feeds a single kernel is *row-local*: it is computed inside
 that kernel's outer loops (per row, while the row is in cache), so softmax and layernorm are one
 kernel that reads each row from memory once and writes the output once.
+Elementwise outputs of one shape that do not read each other are *siblings*: one kernel computes
+them all in the same loop (Black-Scholes' call and put), so the values they share are computed
+once per element instead of being materialized.
 """
 from __future__ import annotations
 
@@ -32,12 +35,17 @@ class FusionPlan:
     order: tuple[Node, ...]       # materialized non-source nodes in execution order (one kernel each)
     row_local: frozenset[int] = frozenset()  # reductions computed inside their consumer's outer loops
     epilogue: tuple = ()  # (root id, matmul node): matmuls computed in their elementwise consumer's kernel
+    siblings: tuple = ()  # (root id, (other roots...)): outputs the root's kernel also stores
+
+    def roots(self, n: Node) -> tuple[Node, ...]:
+        """The nodes kernel `n` stores: n and its siblings."""
+        return (n,) + dict(self.siblings).get(id(n), ())
 
     def groups(self, graph: Graph) -> dict[int, int]:
         """node id -> index of the kernel it is computed in (for dumps)."""
         out: dict[int, int] = {}
         for k, root in enumerate(self.order):
-            stack = [root]
+            stack = list(self.roots(root))
             while stack:
                 n = stack.pop()
                 if id(n) in out:
@@ -91,6 +99,7 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
                     and not any(rid == id(ks[0]) for rid, _ in epilogue)):
                 mat.discard(id(n))
                 epilogue.append((id(ks[0]), n))
+    rep = _sibling_groups(graph, {id(r) for r, _ in epilogue} | {id(m) for _, m in epilogue}, force)
     for n in reversed(order):
         if n.op in ("input", "const") or id(n) in mat or id(n) in row_local or n.op == "matmul":
             continue
@@ -100,11 +109,57 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
         stretched = any(u.op == "broadcast" and _stretches_outer(n, u) for u in us)
         to_matmul = any(u.op == "matmul" for u in us) and any(
             ops.kind(m) == "elementwise" for m in _inlined_tree(n, mat))
-        shared = len({id(u) for u in us}) > 1 and len(_consumer_kernels(n, users, mat)) > 1
+        shared = len({id(u) for u in us}) > 1 and len({rep.get(id(k), id(k)) for k in _consumer_kernels(n, users, mat)}) > 1
         if to_matmul or (shared and cost > RECOMPUTE_LIMIT) or (stretched and cost > 2):
             mat.add(id(n))
-    kernels = tuple(n for n in order if id(n) in mat and n.op not in ("input", "const"))
-    return FusionPlan(frozenset(mat), kernels, frozenset(row_local), tuple(epilogue))
+    # siblings share a kernel only if their trees stay plain elementwise work (no row-local reduction)
+    groups: dict[int, list] = {}
+    for o in graph.outputs:
+        if id(o) in rep and not any(id(m) in row_local for m in _inlined_tree(o, mat)):
+            grp = groups.setdefault(rep[id(o)], [])
+            if all(g is not o for g in grp):
+                grp.append(o)
+    sib = {id(g[0]): tuple(g[1:]) for g in groups.values() if len(g) > 1}
+    extra = {id(x) for g in sib.values() for x in g}
+    kernels = tuple(n for n in order if id(n) in mat and n.op not in ("input", "const") and id(n) not in extra)
+    return FusionPlan(frozenset(mat), kernels, frozenset(row_local), tuple(epilogue), tuple(sib.items()))
+
+
+def _sibling_groups(graph: Graph, excluded: set, force) -> dict[int, int]:
+    """Graph outputs that can share one kernel: elementwise, of one shape, none reading another.
+    Returns output id -> id of its group's first output (only for groups of two or more)."""
+    outs = []
+    for o in graph.outputs:
+        if ops.kind(o) == "elementwise" and id(o) not in excluded and id(o) not in force and o.type.size > 0 \
+                and all(o is not x for x in outs):
+            outs.append(o)
+    if len(outs) < 2:
+        return {}
+    anc = {id(o): _ancestors(o) for o in outs}
+    rep: dict[int, int] = {}
+    groups: list[list[Node]] = []
+    for o in outs:
+        for g in groups:
+            if g[0].shape == o.shape and all(id(x) not in anc[id(o)] and id(o) not in anc[id(x)] for x in g):
+                g.append(o)
+                break
+        else:
+            groups.append([o])
+    for g in groups:
+        if len(g) > 1:
+            for o in g:
+                rep[id(o)] = id(g[0])
+    return rep
+
+
+def _ancestors(n: Node) -> set[int]:
+    out, stack = set(), list(n.inputs)
+    while stack:
+        m = stack.pop()
+        if id(m) not in out:
+            out.add(id(m))
+            stack.extend(m.inputs)
+    return out
 
 
 def _stretches_outer(n: Node, b: Node) -> bool:
