@@ -16,13 +16,14 @@ from dataclasses import dataclass, field
 from .graph.ir import Graph, format_graph
 from .graph.passes import optimize
 from .graph.passes.fuse import plan_fusion
+from .graph.passes.split import split_leading_reductions
 from .loop.ir import format_kernel
 from .loop.lower import NotRowLocal, lower, plan_buffers
 from .loop.schedule import default_schedule
 from .runtime.program import Program
 
 log = logging.getLogger("jitensor")
-SCHEDULE_VERSION = "default-3"
+SCHEDULE_VERSION = "default-4"
 
 
 @dataclass
@@ -93,7 +94,7 @@ def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None
     from .target import host
     t0 = time.perf_counter()
     target = host()
-    g = optimize(graph)
+    g = split_leading_reductions(optimize(graph))
     force: frozenset = frozenset()
     while True:  # a row-local reduction that cannot nest in its consumer gets a buffer instead
         plan = plan_fusion(g, force)

@@ -324,14 +324,19 @@ class Lowerer:
             store = Store(out.name, outi, _cast(LocalRef("acc", acc_dt), n.dtype))
             return nest.build(Seq((Decl("acc", _reduce_init(kind, acc_dt)), upd, store)))
         # column reduction: accumulate into the output buffer, reading x in its own order (as numpy
-        # does for non-contiguous axes, so float32 results match its summation order)
-        oidx, owrap = _loops(n.shape, "o")
-        init_st = owrap(Store(out.name, linear(oidx, ostr), _reduce_init(kind, n.dtype)))
-        idx, wrap = _loops(x.shape, "i")
-        oi = linear([c64(0) if d in axes else i for d, i in enumerate(idx)], ostr)
-        v = self.expr_at(x, idx)
+        # does for non-contiguous axes, so float32 results match its summation order). Kept dims before
+        # the first reduced one are independent batches: outermost, around both the init and the updates
+        # (so that they can run in parallel)
+        lead = axes[0]
+        bidx, bwrap = _loops(x.shape[:lead], "b")
+        oidx, owrap = _loops(n.shape[lead:], "o")
+        init_st = owrap(Store(out.name, linear(bidx + oidx, ostr), _reduce_init(kind, n.dtype)))
+        idx, wrap = _loops(x.shape[lead:], "i")
+        full = bidx + idx
+        oi = linear([c64(0) if d in axes else i for d, i in enumerate(full)], ostr)
+        v = self.expr_at(x, full)
         body = wrap(self._with_checks([Store(out.name, oi, _combine(kind, Load(out.name, oi, n.dtype), v))]))
-        return Seq((init_st, body))
+        return bwrap(Seq((init_st, body)))
 
     def _argreduce(self, n: Node, out: Buffer, ax: int) -> Stmt:
         x = n.inputs[0]

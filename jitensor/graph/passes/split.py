@@ -1,0 +1,46 @@
+"""Split reductions over leading axes into parallel partial reductions.
+
+A reduction over the leading axes (a column sum `x.sum(axis=0)`, or every axis) walks the reduced
+rows in order, accumulating into its output row: one thread, or, blocked by columns, threads that
+each read a short run of every row. Splitting the first axis into PARTS groups gives
+`reduce(reshape(x, (PARTS, n0 / PARTS, ...)), the same axes + 1)`, whose outer loop over groups
+is parallel and streams through memory, then a reduction of the PARTS partial results. Fixed PARTS (not the
+thread count) keeps the compiled code, and the disk cache entry, the same on every machine.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .. import ops
+from ..ir import Graph, Node
+from . import rewrite
+
+PARTS = (8, 16, 12, 10, 6, 4)  # the first that divides the reduced size
+MIN_ROWS_PER_PART = 64
+MIN_ELEMENTS = 1 << 16
+KINDS = frozenset({"sum", "prod", "max", "min", "any", "all"})
+
+
+def split_leading_reductions(graph: Graph) -> Graph:
+    return rewrite(graph, _split)
+
+
+def _split(n: Node) -> Node:
+    if n.op != "reduce" or n.attr("kind") not in KINDS:
+        return n
+    x = n.inputs[0]
+    axes = n.attr("axes")
+    if axes != tuple(range(len(axes))) or x.type.size < MIN_ELEMENTS:
+        return n
+    rows = int(np.prod(x.shape[:len(axes)], dtype=np.int64))
+    # groups of whole slices of the first axis: the reshape stays plain index arithmetic
+    parts = next((p for p in PARTS if x.shape[0] % p == 0 and rows // p >= MIN_ROWS_PER_PART), None)
+    if parts is None:
+        return n
+    grouped = ops.reshape(x, (parts, x.shape[0] // parts) + x.shape[1:], where=n.where)
+    # float32 sums and products keep their partial results in float64: more accurate than numpy's
+    # float32 accumulation, whatever the order
+    acc = np.dtype(np.float64) if n.dtype == np.float32 and n.attr("kind") in ("sum", "prod") else n.dtype
+    partial = ops.reduce(ops.cast(grouped, acc), n.attr("kind"), tuple(a + 1 for a in axes), acc, where=n.where)
+    total = ops.reduce(partial, n.attr("kind"), (0,), acc, where=n.where)
+    return ops.reshape(ops.cast(total, n.dtype, where=n.where), n.shape, where=n.where)
