@@ -206,3 +206,13 @@ def test_leading_reductions_split_in_parts(dtype, axis):
     for fn in fns:
         check(fn, x, rtol=tol[0], atol=tol[1])
     assert "reshape" in jitensor.explain(fns[0], x, what=("fused",)).split("return")[0]
+
+
+@pytest.mark.parametrize("first", [True, False])
+def test_matmul_epilogue_is_never_a_sibling(first):
+    """An output computed as a GEMM epilogue keeps its own kernel next to an elementwise output of its shape."""
+    x, w, b = (rng.standard_normal(s).astype(np.float32) for s in ((8, 16), (16, 16), (16,)))
+    outs = lambda x, w, b: (np.maximum(x @ w + b, 0), x * 2 + 1)  # noqa: E731
+    fn = outs if first else (lambda x, w, b: outs(x, w, b)[::-1])
+    check(fn, x, w, b, rtol=1e-5, atol=1e-5)
+    assert kernels(fn, x, w, b) == 2

@@ -99,7 +99,7 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
                     and not any(rid == id(ks[0]) for rid, _ in epilogue)):
                 mat.discard(id(n))
                 epilogue.append((id(ks[0]), n))
-    rep = _sibling_groups(graph, {id(r) for r, _ in epilogue} | {id(m) for _, m in epilogue}, force)
+    rep = _sibling_groups(graph, {rid for rid, _ in epilogue} | {id(m) for _, m in epilogue}, force)
     for n in reversed(order):
         if n.op in ("input", "const") or id(n) in mat or id(n) in row_local or n.op == "matmul":
             continue
