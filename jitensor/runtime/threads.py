@@ -161,6 +161,7 @@ class Pool:
 
 _pool: Pool | None = None
 _pool_lock = threading.Lock()
+_start_lock = threading.Lock()
 _building: threading.Thread | None = None
 
 
@@ -180,7 +181,9 @@ def ready_pool() -> Pool | None:
     global _building
     if _pool is not None:
         return _pool
-    with _pool_lock:
+    if _building is not None:  # (never wait on _pool_lock: the builder holds it while compiling)
+        return None
+    with _start_lock:
         if _building is None:
             _building = threading.Thread(target=pool, daemon=True, name="jitensor-pool-build")
             _building.start()
@@ -189,8 +192,8 @@ def ready_pool() -> Pool | None:
 
 
 def _forget_pool():  # a forked child has none of the parent's threads
-    global _pool, _pool_lock, _building
-    _pool, _pool_lock, _building = None, threading.Lock(), None
+    global _pool, _pool_lock, _start_lock, _building
+    _pool, _pool_lock, _start_lock, _building = None, threading.Lock(), threading.Lock(), None
 
 
 if hasattr(os, "register_at_fork"):

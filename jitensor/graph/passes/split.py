@@ -4,8 +4,9 @@ A reduction over the leading axes (a column sum `x.sum(axis=0)`, or every axis) 
 rows in order, accumulating into its output row: one thread, or, blocked by columns, threads that
 each read a short run of every row. Splitting the first axis into PARTS groups gives
 `reduce(reshape(x, (PARTS, n0 / PARTS, ...)), the same axes + 1)`, whose outer loop over groups
-is parallel and streams through memory, then a reduction of the PARTS partial results. Fixed PARTS (not the
-thread count) keeps the compiled code, and the disk cache entry, the same on every machine.
+is parallel and streams through memory, then a reduction of the PARTS partial results. A fixed
+PARTS (not the thread count) keeps the compiled code, and its disk cache entry, the same on every
+machine.
 """
 from __future__ import annotations
 
