@@ -3,14 +3,15 @@
 A large fresh numpy array is often fresh pages from the OS (the C allocator maps big blocks and
 unmaps them on free): the first write to each page faults and the OS zeroes it, which costs as much
 as the kernel's own pass over the data (a third of a softmax call's time on 4096x4096 float32, a
-fifth of a 256x512x512 matmul's). The pool keeps the blocks it hands out and
-reuses one as soon as no array refers to it any more: every view of a block has the block as its
-`.base` (numpy collapses base chains), so a block whose reference count is back to the pool's own
-references is free. Blocks are 64-byte aligned, so vector stores never straddle cache lines.
+fifth of a 256x512x512 matmul's). The pool keeps the blocks it hands out and reuses one as soon as
+no array refers to it any more: every view of a block has the block as its `.base` (numpy
+collapses base chains), so a block whose reference count is back to the pool's own references is
+free. Blocks are 64-byte aligned, so vector stores never straddle cache lines.
 
-Idle blocks are capped (`JITENSOR_POOL_BYTES`, default 1/16 of memory up to 2 GiB; 0 disables the
-pool); `release()` drops them all. Arrays from the pool own no data (`.base` is the block), like
-any view; `ndarray.resize` refuses them.
+The pool holds at most `JITENSOR_POOL_BYTES` (default 1/16 of memory, up to 2 GiB; 0 or an
+invalid value disables it): to make room it drops idle blocks, and when every block is in use a
+new array is a plain numpy one. `release()` drops all idle blocks. Arrays from the pool own no
+data (`.base` is the block), like any view; `ndarray.resize` refuses them.
 """
 from __future__ import annotations
 
