@@ -16,7 +16,6 @@ import argparse
 import functools
 import math
 import os
-import statistics
 import sys
 import tempfile
 import time

@@ -14,7 +14,7 @@ import pytest
 
 import jitensor
 from jitensor.errors import ArgumentError, JitensorError
-from helpers import check, xfail_bug
+from helpers import check
 
 REPO_ROOT = Path(jitensor.__file__).resolve().parents[1]
 

@@ -93,6 +93,21 @@ class LocalRef(Expr):
         return self.name
 
 
+def walk(e: Expr):
+    """e and every expression under it, parents first."""
+    yield e
+    if isinstance(e, Load):
+        yield from walk(e.index)
+    elif isinstance(e, Idx):
+        yield from walk(e.a)
+        yield from walk(e.b)
+    elif isinstance(e, Call):
+        for a in e.args:
+            yield from walk(a)
+    elif isinstance(e, Cast):
+        yield from walk(e.x)
+
+
 class Stmt:
     pass
 

@@ -15,7 +15,7 @@ from ..graph import ops
 from ..graph.ir import Graph, Node
 from ..graph.passes.fuse import FusionPlan
 from .ir import (BOOL, I64, Assign, Buffer, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef,
-                 Seq, Stmt, Store, Var, c64, iadd, iclamp, idiv, imod, imul, isub, linear)
+                 Seq, Stmt, Store, Var, c64, iadd, iclamp, idiv, imod, imul, isub, linear, walk)
 
 ERR_INDEX, ERR_NEG_POWER = 1, 2
 ERROR_MESSAGES = {ERR_INDEX: "index out of bounds in an integer-array index (np.take / x[idx])",
@@ -242,9 +242,7 @@ class Lowerer:
 
     def _row_local(self, n: Node, idx: list[Expr]) -> Expr:
         axes = n.attr("axes")
-        used = set()
-        for e in idx:
-            _collect_vars(e, used)
+        used = {x.name for e in idx for x in walk(e) if isinstance(x, Var)}
         nest = self.nest
         if nest is None or any(v not in nest.pos for v in used) or any(idx[a] != c64(0) for a in axes):
             raise NotRowLocal(n)
@@ -478,21 +476,6 @@ def _acc_dtype(n: Node) -> np.dtype:
 
 def _cast(e: Expr, dt) -> Expr:
     return e if e.dtype == dt else Cast(e, np.dtype(dt))
-
-
-def _collect_vars(e, out: set):
-    if isinstance(e, Var):
-        out.add(e.name)
-    elif isinstance(e, Idx):
-        _collect_vars(e.a, out)
-        _collect_vars(e.b, out)
-    elif isinstance(e, Call):
-        for a in e.args:
-            _collect_vars(a, out)
-    elif isinstance(e, (Cast,)):
-        _collect_vars(e.x, out)
-    elif isinstance(e, Load):
-        _collect_vars(e.index, out)
 
 
 def _reduce_init(kind, dt):

@@ -73,7 +73,7 @@ import numpy as np
 from ..errors import JitensorError
 from . import schedule as _schedule
 from .ir import (Assign, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef, Seq, Stmt, Store,
-                 Var, c64, iadd, idiv, imod, imul, isub)
+                 Var, c64, iadd, idiv, imod, imul, isub, walk)
 
 
 class ScheduleError(JitensorError):
@@ -241,24 +241,10 @@ def _leaves(s: Stmt):
         yield s
 
 
-def _walk(e):
-    yield e
-    if isinstance(e, Load):
-        yield from _walk(e.index)
-    elif isinstance(e, Idx):
-        yield from _walk(e.a)
-        yield from _walk(e.b)
-    elif isinstance(e, Call):
-        for a in e.args:
-            yield from _walk(a)
-    elif isinstance(e, Cast):
-        yield from _walk(e.x)
-
-
 def _all_exprs(s: Stmt):
     for leaf in _leaves(s):
         for e in _exprs_of(leaf):
-            yield from _walk(e)
+            yield from walk(e)
 
 
 def _rebuild_idx(op, a, b):
@@ -421,12 +407,12 @@ def _written(s: Stmt) -> set:
 
 
 def _read_bufs(e_or_s) -> set:
-    exprs = _all_exprs(e_or_s) if isinstance(e_or_s, Stmt) else _walk(e_or_s)
+    exprs = _all_exprs(e_or_s) if isinstance(e_or_s, Stmt) else walk(e_or_s)
     return {e.buf for e in exprs if isinstance(e, Load)}
 
 
 def _vars(e) -> set:
-    return {x.name for x in _walk(e) if isinstance(x, Var)}
+    return {x.name for x in walk(e) if isinstance(x, Var)}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -662,7 +648,7 @@ def _nest_reason(chain: list[For], new: list[For], body: Stmt) -> str | None:
         if isinstance(leaf, Store):
             access.setdefault(leaf.buf, set()).add(leaf.index)
         for e in _exprs_of(leaf):
-            for x in _walk(e):
+            for x in walk(e):
                 if isinstance(x, Load) and x.buf in written:
                     access.setdefault(x.buf, set()).add(x.index)
     for buf, idxs in sorted(access.items()):
@@ -766,7 +752,7 @@ def _vector_reason(loop: For) -> str | None:
             if any(_uses(o, st.name) for o in stmts if o is not st):
                 return f"local {st.name} is read inside loop {v}"
         for e in _exprs_of(st):
-            for x in _walk(e):
+            for x in walk(e):
                 if isinstance(x, Load) and x.buf in written:
                     idx.setdefault(x.buf, set()).add(x.index)
     bad = sorted(b for b, s in idx.items() if len(s) > 1)
@@ -875,7 +861,7 @@ def _seq_of_decl(s: Stmt, name: str):
 def _uses(s, name) -> int:
     if isinstance(s, Stmt):
         return sum(1 for x in _all_exprs(s) if isinstance(x, LocalRef) and x.name == name)
-    return sum(1 for x in _walk(s) if isinstance(x, LocalRef) and x.name == name)
+    return sum(1 for x in walk(s) if isinstance(x, LocalRef) and x.name == name)
 
 
 def _assigned(s: Stmt) -> set:
@@ -904,7 +890,7 @@ def _inline(k: Kernel, st: Inline) -> Kernel:
     if _read_bufs(init) & _written(rest):
         raise _Illegal(f"local {name} reads buffer(s) {sorted(_read_bufs(init) & _written(rest))} written after "
                        "its Decl")
-    reads = {x.name for x in _walk(init) if isinstance(x, LocalRef)}
+    reads = {x.name for x in walk(init) if isinstance(x, LocalRef)}
     if reads & _assigned(rest):
         raise _Illegal(f"local {name} reads local(s) {sorted(reads & _assigned(rest))} changed after its Decl")
     memo: dict = {}

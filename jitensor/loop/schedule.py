@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .ir import (Assign, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef, Prefetch, Seq, Stmt,
-                 Store, Var, c64, iadd, imul)
+                 Store, Var, c64, iadd, imul, walk)
 
 
 @dataclass(frozen=True)
@@ -161,17 +161,7 @@ def _stores_and_loads(s, bufs_out: set, acc: list, extents: dict):
 
 
 def _loads(e, acc):
-    if isinstance(e, Load):
-        acc.append((e.buf, e.index))
-        _loads(e.index, acc)
-    elif isinstance(e, Idx):
-        _loads(e.a, acc)
-        _loads(e.b, acc)
-    elif isinstance(e, Call):
-        for a in e.args:
-            _loads(a, acc)
-    elif isinstance(e, Cast):
-        _loads(e.x, acc)
+    acc.extend((x.buf, x.index) for x in walk(e) if isinstance(x, Load))
 
 
 def parallel_legal(loop: For) -> bool:

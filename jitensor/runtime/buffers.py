@@ -8,8 +8,8 @@ no array refers to it any more: every view of a block has the block as its `.bas
 collapses base chains), so a block whose reference count is back to the pool's own references is
 free. Blocks are 64-byte aligned, so vector stores never straddle cache lines.
 
-The pool holds at most `JITENSOR_POOL_BYTES` (default 1/16 of memory, up to 2 GiB; 0 or an
-invalid value disables it): to make room it drops idle blocks, and when every block is in use a
+The pool holds at most `JITENSOR_POOL_BYTES` (default 1/16 of memory, up to 2 GiB; 0 disables
+it, and so does an invalid value, with a warning): to make room it drops idle blocks, and when every block is in use a
 new array is a plain numpy one. `release()` drops all idle blocks. Arrays from the pool own no
 data (`.base` is the block), like any view; `ndarray.resize` refuses them.
 """
@@ -31,6 +31,9 @@ def _default_limit() -> int:
         try:
             return max(0, int(env))
         except ValueError:
+            import warnings
+            warnings.warn(f"JITENSOR_POOL_BYTES={env!r} is not a number of bytes: the output pool is off",
+                          RuntimeWarning, stacklevel=2)
             return 0
     try:
         mem = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")

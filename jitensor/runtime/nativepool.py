@@ -20,10 +20,6 @@ chunks it may then legitimately take. Lost wake-ups are excluded by the sleepers
 """
 from __future__ import annotations
 
-import os
-import threading
-
-import numpy as np
 from llvmlite import ir
 
 I32, I64 = ir.IntType(32), ir.IntType(64)

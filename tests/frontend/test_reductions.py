@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from jitensor.errors import JitensorError, ShapeError
-from helpers import ALL_DTYPES, FLOAT_DTYPES, check, check_raises, jitted, xfail_bug
+from helpers import ALL_DTYPES, FLOAT_DTYPES, check, check_raises, jitted
 
 REDUCTIONS = ["sum", "mean", "max", "min", "prod", "var", "std", "argmax", "argmin", "any", "all"]
 # tolerances: reductions reorder sums

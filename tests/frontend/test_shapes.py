@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from jitensor.errors import JitensorError, ShapeError, UnsupportedError
-from helpers import assert_same, check, check_raises, jitted, xfail_bug
+from helpers import assert_same, check, check_raises, jitted
 
 F32 = {np.dtype(np.float32): 1e-5, np.dtype(np.float64): 1e-12}
 ATOL = {np.dtype(np.float32): 1e-4, np.dtype(np.float64): 1e-11}

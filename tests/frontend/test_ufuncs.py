@@ -6,9 +6,8 @@ import operator
 import numpy as np
 import pytest
 
-import jitensor
 from jitensor.errors import DTypeError, JitensorError
-from helpers import ALL_DTYPES, FLOAT_DTYPES, INT_DTYPES, assert_same, check, jitted, run_numpy, xfail_bug
+from helpers import ALL_DTYPES, FLOAT_DTYPES, check, jitted, run_numpy, xfail_bug
 
 # ---------------------------------------------------------------------------------------------
 # edge values

@@ -93,3 +93,9 @@ def test_concurrent_calls_get_distinct_outputs(threads):
 
     with cf.ThreadPoolExecutor(threads) as ex:
         assert all(ex.map(run, range(threads * 3)))
+
+
+def test_invalid_pool_size_warns_and_disables(monkeypatch):
+    monkeypatch.setenv("JITENSOR_POOL_BYTES", "lots")
+    with pytest.warns(RuntimeWarning, match="JITENSOR_POOL_BYTES='lots'"):
+        assert BufferPool().limit == 0

@@ -219,7 +219,6 @@ def test_edited_source_hits_only_if_the_graph_is_the_same(stored, tmp_path, edit
 
 
 def test_other_jitensor_build_misses(stored, tmp_path):
-    from jitensor import compiler
     moddir, src = stored
     d = copy_cache(src, tmp_path / "cache")
     out = run_child(moddir, d, [["f", SHAPE]], JTK_TEST_BUILD="an-edited-jitensor")
