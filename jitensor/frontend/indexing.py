@@ -7,7 +7,8 @@ import numpy as np
 
 from ..errors import ConcretizationError, IndexOutOfBoundsError, ShapeError, UnsupportedError
 from ..graph import ops
-from .numpy_api import asarray_t, astype, broadcast_to, node_of, reshape, transpose, wrap
+from .numpy_api import asarray_t, astype, node_of, wrap
+from .shapes import broadcast_to, reshape, transpose
 from .trace import Tracer, user_frame
 
 

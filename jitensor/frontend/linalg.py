@@ -9,8 +9,8 @@ import numpy as np
 
 from ..errors import DTypeError, ShapeError, UnsupportedError
 from ..graph import ops
-from .numpy_api import (_no_extra, _scalar_like, asarray_t, astype, implements, norm_axis, ravel, reshape,
-                        squeeze, transpose, wrap)
+from .numpy_api import _no_extra, _scalar_like, asarray_t, astype, implements, norm_axis, wrap
+from .shapes import ravel, reshape, squeeze, transpose
 from .trace import user_frame
 
 
