@@ -337,6 +337,61 @@ class Lowerer:
         return bwrap(Seq((init_st, body)))
 
     def _argreduce(self, n: Node, out: Buffer, ax: int) -> Stmt:
+        """argmax/argmin: numpy's first index of the extreme value, the first NaN winning. One scalar
+        compare-and-select chain per element would not vectorize, so each block of ARG_BLOCK elements of
+        a row takes two vector reductions, the second while the block is still in cache: the block's
+        extreme (NaN-propagating max/min), then the smallest index holding it (its first NaN when it is
+        NaN). Blocks then update the row's (best, index) in order, replacing only on a strict
+        improvement (or a first NaN), so ties keep the earliest block."""
+        x = n.inputs[0]
+        if ax != x.ndim - 1:  # columns: one pass, element by element (two passes would read the rows twice)
+            return self._argreduce_scalar(n, out, ax)
+        keep = [d for d in range(x.ndim) if d != ax]
+        self.nest = nest = _Nest([x.shape[d] for d in keep], "i")
+        dt, size = x.dtype, x.shape[ax]
+        argmax = n.attr("kind") == "argmax"
+        bi = LocalRef("bidx", I64)
+        nb, tail = divmod(size, ARG_BLOCK)
+        blocks = []
+        if nb > 1:
+            blocks.append(For("rb", nb, self._arg_block(x, keep, nest.idx, ax, imul(Var("rb"), ARG_BLOCK),
+                                                        ARG_BLOCK, argmax)))
+        elif nb == 1:
+            blocks.append(self._arg_block(x, keep, nest.idx, ax, c64(0), ARG_BLOCK, argmax))
+        if tail:
+            blocks.append(self._arg_block(x, keep, nest.idx, ax, c64(nb * ARG_BLOCK), tail, argmax))
+        v0 = self.expr_at(x, _merge(keep, nest.idx, [ax], [c64(0)]))
+        outi = linear(_merge(keep, nest.idx, [ax], [c64(0)]), c_strides(n.shape))
+        return nest.build(Seq((Decl("best", v0), Decl("bidx", c64(0)), *blocks,
+                               Store(out.name, outi, _cast(bi, n.dtype)))))
+
+    def _arg_block(self, x: Node, keep, kidx, ax: int, start: Expr, size: int, argmax: bool) -> Stmt:
+        dt = x.dtype
+        pos = iadd(start, Var("r0"))
+        v = self.expr_at(x, _merge(keep, kidx, [ax], [pos]))
+        kind = "max" if argmax else "min"
+        none = _scalar(ARG_NONE, I32)
+        bm, bk = LocalRef("bm", dt), LocalRef("bk", I32)
+        extreme = For("r0", size, self._with_checks([Assign("bm", _combine(kind, bm, v))]))
+        hit = Call("equal", (v, bm), BOOL)
+        if dt.kind == "f":  # a NaN extreme is the block's first NaN (no NaN in the block otherwise)
+            hit = Call("logical_or", (hit, Call("isnan", (v,), BOOL)), BOOL)
+        # the offset in the block as int32: twice the lanes of int64 indices per vector
+        first = For("r0", size, Assign("bk", Call("minimum", (bk, Call("where", (hit, Cast(Var("r0"), I32), none),
+                                                                       I32)), I32)))
+        best = LocalRef("best", dt)
+        better = Call("greater" if argmax else "less", (bm, best), BOOL)
+        if dt.kind == "f":  # the first NaN wins, as in numpy
+            better = Call("logical_or", (better, Call("logical_and", (Call("isnan", (bm,), BOOL),
+                          Call("logical_not", (Call("isnan", (best,), BOOL),), BOOL)), BOOL)), BOOL)
+        up = LocalRef("better", BOOL)
+        return Seq((Decl("bm", _reduce_init(kind, dt)), extreme, Decl("bk", none), first,
+                    Decl("better", better),
+                    Assign("best", Call("where", (up, bm, best), dt)),
+                    Assign("bidx", Call("where", (up, iadd(start, Cast(bk, I64)), LocalRef("bidx", I64)), I64))))
+
+    def _argreduce_scalar(self, n: Node, out: Buffer, ax: int) -> Stmt:
+        """argmax/argmin over a leading axis: one compare-and-select per element, in order."""
         x = n.inputs[0]
         keep = [d for d in range(x.ndim) if d != ax]
         self.nest = nest = _Nest([x.shape[d] for d in keep], "i")
@@ -460,6 +515,12 @@ def _init_calls():
 
 
 _init_calls()
+
+
+# argmax/argmin blocks: two passes over a block of this many elements, the second from L1
+ARG_BLOCK = 2048
+ARG_NONE = np.iinfo(np.int32).max  # "no hit yet" offset of a block's second pass
+I32 = np.dtype(np.int32)
 
 
 def _trailing(n: Node) -> bool:
