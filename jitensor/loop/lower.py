@@ -287,18 +287,67 @@ class Lowerer:
         elif id(n) in self.epilogues:
             body = self._matmul_epilogue(n, self.epilogues[id(n)], out)
         else:
-            self.nest = nest = _Nest(n.shape, "i")
             roots = self.plan.roots(n)  # siblings: one loop stores every output of this shape
+            cat = self._concat_at_root(n) if len(roots) == 1 else None
+            if cat is not None:
+                return self._concat_kernels(n, k, out, cat)
+            self.nest = nest = _Nest(n.shape, "i")
             if len(roots) == 1:
                 self._plan_row_cache(n, out, nest)
             leaves = [Store(self.bufs.slots[id(r)].name, linear(nest.idx, c_strides(r.shape)),
                             self._expr_at(r, nest.idx, root=True)) for r in roots]
             body = nest.build(self._with_checks(leaves))
+        return self._finish(n, f"k{k}_{n.op}", body)
+
+    def _finish(self, n: Node, name: str, body: Stmt) -> Kernel:
         self.nest = None
         used = sorted({b for b in self.bufs.slots.values() if _mentions(body, b.name)}, key=lambda b: b.slot)
         outs = tuple(self.bufs.slots[id(r)].name for r in self.plan.roots(n))
-        return Kernel(f"k{k}_{n.op}", tuple(used), body, outs, self.template,
+        return Kernel(name, tuple(used), body, outs, self.template,
                       tuple((c, str(w)) for c, w in self.sites.items()))
+
+    def _concat_at_root(self, n: Node) -> Node | None:
+        """A concat that the kernel of `n` evaluates at its own index (n itself, or inlined under elementwise
+        ops of n's shape): split along its axis, each piece reads its input at affine indices, where one
+        loop over the whole axis would select between clamped (gathered) loads of every input."""
+        stack, seen = [n], set()
+        while stack:
+            m = stack.pop()
+            if id(m) in seen or m.shape != n.shape or (m is not n and id(m) in self.bufs.slots):
+                continue
+            seen.add(id(m))
+            if m.op == "concat":
+                ax = m.attr("axis")
+                # np.stack along an inner axis (pieces one element wide): one loop interleaving the pieces
+                # stores contiguously and reads each at an affine index already
+                if ax > 0 and all(p.shape[ax] == 1 for p in m.inputs):
+                    return None
+                return m
+            if m is n or ops.kind(m) == "elementwise":
+                stack.extend(m.inputs)
+        return None
+
+    def _concat_kernels(self, n: Node, k: int, out: Buffer, cat: Node) -> list[Kernel]:
+        """One kernel per piece of `cat`, each over its slab of the output: pieces along a leading axis are
+        contiguous slabs, pieces along an inner axis strided blocks of whole inner rows; every kernel gets
+        its own parallel loop and contiguous vector stores."""
+        ax, off, kernels = cat.attr("axis"), 0, []
+        for j, p in enumerate(cat.inputs):
+            width = p.shape[ax]
+            if width == 0:
+                continue
+            self.checks, self.memo, self.sites, self.row_cache, self.template = [], {}, {}, {}, None
+            shape = list(n.shape)
+            shape[ax] = width
+            self.nest = nest = _Nest(shape, "i")
+            full = list(nest.idx)
+            full[ax] = iadd(nest.idx[ax], c64(off))
+            self.memo[(id(cat), tuple(full))] = self.expr_at(p, list(nest.idx))
+            value = self._expr_at(n, full, root=True) if n is not cat else self.memo[(id(cat), tuple(full))]
+            body = nest.build(self._with_checks([Store(out.name, linear(full, c_strides(n.shape)), value)]))
+            kernels.append(self._finish(n, f"k{k}_{n.op}_{j}", body))
+            off += width
+        return kernels
 
     def _with_checks(self, stmts: list[Stmt]) -> Stmt:
         checks = [Check(c, code) for c, code in self.checks]
@@ -642,4 +691,8 @@ def _mentions(s, name: str) -> bool:
 
 def lower(graph: Graph, plan: FusionPlan, bufs: BufferPlan) -> list[Kernel]:
     lw = Lowerer(graph, plan, bufs)
-    return [lw.kernel(n, k) for k, n in enumerate(plan.order)]
+    out = []
+    for k, n in enumerate(plan.order):
+        kn = lw.kernel(n, k)  # a concatenation lowers to one kernel per piece
+        out.extend(kn if isinstance(kn, list) else [kn])
+    return out

@@ -165,14 +165,15 @@ def _loads(e, acc):
 
 
 def parallel_legal(loop: For) -> bool:
-    """Iterations of `loop` touch disjoint blocks of every buffer the loop writes: each access to such a
-    buffer is v*c + rest with 0 <= rest < c over the inner loops."""
+    """Iterations of `loop` touch disjoint blocks of every buffer the loop writes: every access to such a
+    buffer is v*c + rest (one c per buffer), and the rests over the inner loops span fewer than c elements."""
     written: set = set()
     acc: list = []
     extents: dict = {}
     _stores_and_loads(loop.body, written, acc, extents)
     if not written:
         return False
+    window: dict = {}  # written buffer -> (c, lowest offset, highest offset) over all its accesses
     for buf, index in acc:
         if buf not in written:
             continue
@@ -186,7 +187,11 @@ def parallel_legal(loop: For) -> bool:
             if v not in extents or k < 0:
                 return False
             hi += k * (extents[v] - 1)
-        if c <= 0 or lo < 0 or hi >= c:
+        c0, lo0, hi0 = window.get(buf, (c, lo, hi))
+        window[buf] = (c, min(lo, lo0), max(hi, hi0))
+        # iteration v touches [v*c + lo, v*c + hi]: disjoint from the others when that window is shorter than
+        # c (a constant offset is fine: the second piece of a concatenation writes after the first)
+        if c <= 0 or c != c0 or max(hi, hi0) - min(lo, lo0) >= c:
             return False
     return True
 
