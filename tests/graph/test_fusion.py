@@ -149,8 +149,18 @@ ONE_KERNEL = {
     "mse": lambda x: np.mean((x - 0.5) ** 2),
     "huber": lambda x: np.where(np.abs(x) < 1.0, 0.5 * x ** 2, np.abs(x) - 0.5).mean(),
     "norm": lambda x: np.linalg.norm(x),
-    "concat": lambda x: np.concatenate([x * 2, np.exp(x)]) + 1,
 }
+
+
+def test_concat_fuses_into_one_kernel_per_piece():
+    """A concatenation under elementwise ops: each piece's kernel computes its producers and the ops above the
+    concatenation, and stores straight into the output (no temporaries)."""
+    fn = lambda x: np.concatenate([x * 2, np.exp(x)]) + 1  # noqa: E731
+    x = rng.random(1003).astype(np.float32)
+    check(fn, x, rtol="trans")
+    text = jitensor.explain(fn, x, what=("loop",))
+    assert kernels(fn, x) == 2, text
+    assert "k0_add_0(" in text and "k0_add_1(" in text and " t0" not in text, text
 
 
 @pytest.mark.parametrize("name", sorted(ONE_KERNEL))
