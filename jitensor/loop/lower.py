@@ -393,8 +393,8 @@ class Lowerer:
         NaN). Blocks then update the row's (best, index) in order, replacing only on a strict
         improvement (or a first NaN), so ties keep the earliest block."""
         x = n.inputs[0]
-        if ax != x.ndim - 1:  # columns: one pass, element by element (two passes would read the rows twice)
-            return self._argreduce_scalar(n, out, ax)
+        if ax != x.ndim - 1:  # columns: one pass over the rows, a few columns at a time
+            return self._argreduce_columns(n, out, ax)
         keep = [d for d in range(x.ndim) if d != ax]
         self.nest = nest = _Nest([x.shape[d] for d in keep], "i")
         dt, size = x.dtype, x.shape[ax]
@@ -439,26 +439,34 @@ class Lowerer:
                     Assign("best", Call("where", (up, bm, best), dt)),
                     Assign("bidx", Call("where", (up, iadd(start, Cast(bk, I64)), LocalRef("bidx", I64)), I64))))
 
-    def _argreduce_scalar(self, n: Node, out: Buffer, ax: int) -> Stmt:
-        """argmax/argmin over a leading axis: one compare-and-select per element, in order."""
+    def _argreduce_columns(self, n: Node, out: Buffer, ax: int) -> Stmt:
+        """argmax/argmin over a leading axis: W adjacent columns (of the last axis) at a time, each with its own
+        (best, index) pair updated in row order (strict improvement or a first NaN, as numpy), so that one
+        pass over the rows reads every cache line once, where a column at a time would stride through
+        all rows for each column. W divides the last axis (64 bytes of columns at most; 1 when prime)."""
         x = n.inputs[0]
         keep = [d for d in range(x.ndim) if d != ax]
-        self.nest = nest = _Nest([x.shape[d] for d in keep], "i")
+        cols = x.shape[-1]
+        w = next(w for w in (16, 8, 4, 2, 1) if w * x.dtype.itemsize <= 64 and cols % w == 0)
+        self.nest = nest = _Nest([x.shape[d] for d in keep[:-1]] + [cols // w], "i")
         r = Var("r0")
-        v = self.expr_at(x, _merge(keep, nest.idx, [ax], [r]))
-        v0 = self.expr_at(x, _merge(keep, nest.idx, [ax], [c64(0)]))
-        best, bi = LocalRef("best", x.dtype), LocalRef("bidx", I64)
-        cmp = "greater" if n.attr("kind") == "argmax" else "less"
-        better = Call(cmp, (v, best), BOOL)
-        if x.dtype.kind == "f":  # the first NaN wins, as in numpy
-            better = Call("logical_or", (better, Call("logical_and", (Call("isnan", (v,), BOOL),
-                          Call("logical_not", (Call("isnan", (best,), BOOL),), BOOL)), BOOL)), BOOL)
-        loop = For("r0", x.shape[ax], self._with_checks([
-            Decl("better", better),
-            Assign("best", Call("where", (LocalRef("better", BOOL), v, best), x.dtype)),
-            Assign("bidx", Call("where", (LocalRef("better", BOOL), r, bi), I64))]))
-        outi = linear(_merge(keep, nest.idx, [ax], [c64(0)]), c_strides(n.shape))
-        return nest.build(Seq((Decl("best", v0), Decl("bidx", c64(0)), loop, Store(out.name, outi, _cast(bi, n.dtype)))))
+        argmax = n.attr("kind") == "argmax"
+        inits, updates, stores = [], [], []
+        for k in range(w):
+            kidx = nest.idx[:-1] + [iadd(imul(nest.idx[-1], w), c64(k))]
+            v = self.expr_at(x, _merge(keep, kidx, [ax], [r]))
+            best, bi, up = LocalRef(f"best{k}", x.dtype), LocalRef(f"bidx{k}", I64), LocalRef(f"better{k}", BOOL)
+            better = Call("greater" if argmax else "less", (v, best), BOOL)
+            if x.dtype.kind == "f":  # the first NaN wins, as in numpy
+                better = Call("logical_or", (better, Call("logical_and", (Call("isnan", (v,), BOOL),
+                              Call("logical_not", (Call("isnan", (best,), BOOL),), BOOL)), BOOL)), BOOL)
+            inits += [Decl(best.name, self.expr_at(x, _merge(keep, kidx, [ax], [c64(0)]))), Decl(bi.name, c64(0))]
+            updates += [Decl(up.name, better), Assign(best.name, Call("where", (up, v, best), x.dtype)),
+                        Assign(bi.name, Call("where", (up, r, bi), I64))]
+            outi = linear(_merge(keep, kidx, [ax], [c64(0)]), c_strides(n.shape))
+            stores.append(Store(out.name, outi, _cast(bi, n.dtype)))
+        loop = For("r0", x.shape[ax], self._with_checks(updates))
+        return nest.build(Seq((*inits, loop, *stores)))
 
     def _cumsum(self, n: Node, out: Buffer) -> Stmt:
         x = n.inputs[0]

@@ -1,6 +1,7 @@
 """argmax/argmin along the last axis run in blocks of ARG_BLOCK elements (a vector max/min pass, then a vector
 first-index pass, then an in-order update of the row's best): rows on both sides of the vector width and of
-the block size, the winner or a tie or a NaN in any block, every dtype, views and inlined producers."""
+the block size, the winner or a tie or a NaN in any block, every dtype, views and inlined producers. Leading axes: several
+columns per pass, for every column-group width."""
 from __future__ import annotations
 
 import numpy as np
@@ -140,10 +141,41 @@ def test_keepdims_expressions_and_several_outputs(n):
     check(argmax_several, x)
 
 
-@pytest.mark.parametrize("dt", [np.float32, np.int16, np.bool_], ids=lambda d: np.dtype(d).name)
-def test_leading_axes_unchanged(dt):
-    """Reductions over a leading axis keep their own (column) lowering: same answers."""
-    x = _data((B + 3, 5), dt, seed=9)
-    x[B + 1, 2] = x.max()
-    check(lambda a: a.argmax(axis=0), x)
-    check(lambda a: a.argmin(axis=0), x)
+def argmax_leading(x):
+    return x.argmax(axis=0), np.argmin(x, axis=0)
+
+
+def argmax_middle(x):
+    return x.argmax(axis=1), x.argmin(axis=-2), np.argmax(x, axis=0)
+
+
+# leading axes go W adjacent columns at a time, W the largest of 16, 8, 4, 2, 1 dividing the last axis
+# (64 bytes of columns at most): columns counts for each W, per itemsize
+@pytest.mark.parametrize("cols", [1, 5, 6, 12, 24, 32, 1000])
+@pytest.mark.parametrize("dt", [np.float32, np.float64, np.int8, np.uint16, np.int64, np.bool_],
+                         ids=lambda d: np.dtype(d).name)
+def test_leading_axes(dt, cols):
+    x = _data((37, cols), dt, seed=cols)
+    if np.dtype(dt) != np.bool_:
+        x[30, :] = x.max()   # ties with earlier rows: the first stays
+        x[5, ::2] = x.min()
+    check(argmax_leading, x)
+
+
+@pytest.mark.parametrize("dt", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_leading_axes_nan_views_3d(dt):
+    x = _data((50, 16), dt, seed=10)
+    x[7, 3] = np.nan
+    x[9, 3] = np.nan       # the first NaN of column 3
+    x[40, 4] = np.nan      # a NaN after the column's maximum
+    x[:, 5] = np.inf
+    x[:, 6] = np.nan
+    x[0, 7] = np.nan       # NaN in the first row
+    check(argmax_leading, x)
+    check(argmax_leading, x[::-1, ::-1])   # negative strides
+    check(argmax_leading, x.T)             # a transposed view (columns of 50: W = 2)
+    check(argmax_leading, x[3:, 1:15])     # offset slices, 14 columns
+    y = _data((6, 20, 24), dt, seed=11)
+    y[2, 5, 7] = np.nan
+    check(argmax_middle, y)
+    check(argmax_middle, y[:, ::-1, 3:])
