@@ -1,4 +1,5 @@
-"""np.einsum as transposes, reductions and batched matmuls (pairwise, left to right)."""
+"""np.einsum as transposes, reductions and batched matmuls (pairwise, left to right); pure dot products as
+a product and a row sum."""
 from __future__ import annotations
 
 import numpy as np
@@ -49,6 +50,14 @@ def _contract(a, sa: str, b, sb: str, keep: set):
                              where=user_frame())
         size[c] = b.shape[i]
     prod = lambda cs: int(np.prod([size[c] for c in cs], dtype=np.int64))
+    if not fa and not fb and a.dtype.kind in "iuf" and b.dtype.kind in "iuf":
+        # dot products only ('ij,ij->i', 'i,i->'): a product and a row sum, where a batch of 1x1 matmuls
+        # would pay the GEMM template's setup for every single output
+        at = reshape(transpose(a, [sa.index(c) for c in batch + contr]), (prod(batch), prod(contr)))
+        bt = reshape(transpose(b, [sb.index(c) for c in batch + contr]), (prod(batch), prod(contr)))
+        p = at * bt
+        r = np.sum(p, axis=-1, dtype=p.dtype)  # matmul's dtype: no promotion of small integers
+        return reshape(r, tuple(size[c] for c in batch)), "".join(batch)
     at = transpose(a, [sa.index(c) for c in batch + fa + contr])
     bt = transpose(b, [sb.index(c) for c in batch + contr + fb])
     at = reshape(at, (prod(batch), prod(fa), prod(contr)))

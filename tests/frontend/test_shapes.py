@@ -513,6 +513,28 @@ def test_einsum_int():
     check(lambda a, b: np.einsum("ij,jk->ik", a, b), rnd((3, 4), np.int32), rnd((4, 2), np.int32))
 
 
+# contractions without free letters (dot products) are a product and a sum; with one they stay matmuls
+DOTS = [("ij,ij->i", [(5, 300), (5, 300)]), ("ij,ij->", [(4, 7), (4, 7)]), ("bij,bij->b", [(3, 4, 50), (3, 4, 50)]),
+        ("ij,ij->j", [(6, 3), (6, 3)]), ("ijk,ikj->i", [(3, 4, 5), (3, 5, 4)]), ("i,i", [(1000,), (1000,)]),
+        ("ij,kj->ik", [(5, 300), (2, 300)]), ("bi,bi->ib", [(3, 4), (3, 4)])]
+
+
+@pytest.mark.parametrize("spec,shapes", DOTS, ids=[e[0] for e in DOTS])
+def test_einsum_dot_products(spec, shapes):
+    fn = _EINSUM_FNS.setdefault(spec, _einsum_fn(spec))
+    for dt in (np.float32, np.float64):
+        args = [rnd(s, dt, seed=i) for i, s in enumerate(shapes)]
+        check(fn, *args, rtol=F32, atol=ATOL)
+        check(fn, *[a[..., ::-1] for a in args], rtol=F32, atol=ATOL)  # negative strides
+    rng = np.random.default_rng(1)
+    i8 = [rng.integers(-128, 128, s).astype(np.int8) for s in shapes]  # wraps in int8, as numpy's does
+    check(fn, *i8)
+    check(fn, i8[0].astype(np.int32), i8[1].astype(np.uint16))        # promoted to int32
+    check(fn, i8[0].astype(np.float32), i8[1].astype(np.int16))       # promoted to float32
+    b = [rng.random(s) < 0.5 for s in shapes]                          # bools: logical, through matmul
+    check(fn, *b)
+
+
 
 def test_outer_of_2d_arrays():
     check(lambda x, y: np.outer(x, y), rnd((3, 4), seed=1), rnd((3, 5), seed=2))
