@@ -303,6 +303,11 @@ def iadd(a: Expr, b: Expr) -> Expr:
         return a
     if _cv(a) is not None and _cv(b) is not None:
         return c64(a.value + b.value)
+    for x, y in ((a, b), (b, a)):  # (e // c) * c + e % c is e (indices are never negative): a flat index
+        # split by one reshape and merged again by the next, or by a contiguous layout, stays affine
+        if (isinstance(x, Idx) and x.op == "mul" and isinstance(x.a, Idx) and x.a.op == "div" and isinstance(y, Idx)
+                and y.op == "mod" and _cv(x.b) is not None and _cv(x.b) == _cv(x.a.b) == _cv(y.b) and y.a == x.a.a):
+            return y.a
     return Idx("add", a, b)
 
 

@@ -179,3 +179,46 @@ def test_leading_axes_nan_views_3d(dt):
     y[2, 5, 7] = np.nan
     check(argmax_middle, y)
     check(argmax_middle, y[:, ::-1, 3:])
+
+
+# full reductions of at least MIN_ELEMENTS elements split into parts (graph/passes/split.py): row argmaxes of
+# the parts, then the argmax of their winners
+def argmax_full_both(x):
+    return x.argmax(), np.argmin(x)
+
+
+@pytest.mark.parametrize("size", [(1 << 16) - 8, 1 << 16, (1 << 16) + 8, 3 * (1 << 16), 65537 * 2])
+@pytest.mark.parametrize("dt", [np.float32, np.float64, np.int16, np.uint8, np.bool_], ids=lambda d: np.dtype(d).name)
+def test_full_split_sizes(dt, size):
+    check(argmax_full_both, _data((size,), dt, seed=size))
+
+
+@pytest.mark.parametrize("dt", FLOAT_DTYPES, ids=lambda d: np.dtype(d).name)
+def test_full_split_ties_nan_views(dt):
+    n = 1 << 17
+    part = n // 8
+    x = _data((n,), dt, seed=12)
+    x[[part - 1, 3 * part + 5, n - 1]] = 50       # ties in different parts: the first
+    x[[part + 2, 5 * part]] = -50
+    check(argmax_full_both, x)
+    y = x.copy()
+    y[[6 * part + 3, 2 * part + 9]] = np.nan      # NaNs in later parts than the maximum: the first NaN
+    check(argmax_full_both, y)
+    y[:] = np.inf                                  # all equal
+    check(argmax_full_both, y)
+    m = x.reshape(512, 256)
+    check(argmax_full_both, m)                     # 2-d
+    check(argmax_full_both, m[::-1, 1:])           # a reversed, offset view
+    check(argmax_full_both, m.T[::2])              # a transposed, strided view
+    check(lambda a: (a * 2 - 1).argmax(), m)       # an inlined producer
+
+
+def test_flat_index_round_trip_is_affine():
+    """(e // c) * c + e % c simplifies to e (what a reshape and a reshape back produce); nothing else does."""
+    from jitensor.loop.ir import Var, iadd, idiv, imod, imul
+    e = iadd(imul(Var("i"), 32768), Var("j"))
+    assert iadd(imul(idiv(e, 512), 512), imod(e, 512)) == e
+    assert iadd(imod(e, 512), imul(idiv(e, 512), 512)) == e
+    assert iadd(imul(idiv(e, 512), 256), imod(e, 512)) != e
+    assert iadd(imul(idiv(e, 256), 256), imod(e, 512)) != e
+    assert iadd(imul(idiv(e, 512), 512), imod(Var("j"), 512)) != e
