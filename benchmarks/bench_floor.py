@@ -309,11 +309,18 @@ def tolerances(spec: Spec, dt, shape) -> tuple[float, float]:
 # was measured; "not analysed" marks a case nobody has looked at yet.
 REASONS = [
     (r"matvec", "matrix-vector product: numpy's BLAS GEMV; jitensor's GEMV path is a separate work item"),
-    (r"\.T \* 2|swapaxes|moveaxis|T\.ravel", "a transpose: tiled transposes are a separate work item"),
-    (r"argmax|argmin", "two vector passes per block (max, then first index) against numpy's one-pass SIMD "
-                       "argmax; a single pass needs a paired (value, index) vector accumulator in codegen"),
-    (r"mid", "mid-size (1-2 MB) memory-bound case: jitensor's fixed cost per call (dispatch, output block, "
-             "thread hand-off) is a larger share of a ~20-60 µs numpy call"),
+    (r"\.T \* 2|swapaxes|moveaxis|T\.ravel|x\[:, cols\]|take\(x, cols",
+     "a transpose or a strided gather along rows: tiled transposes are a separate work item"),
+    (r"arg(max|min)\(axis=-1\)", "row argmax: two vector passes per block of 2048 (extreme, then its first "
+                                   "index) against numpy's one-pass SIMD argmax; one pass needs a paired "
+                                   "(value, index) vector accumulator in codegen"),
+    (r"arg(max|min)\(\)", "full argmax: 8 parallel row argmaxes (two vector passes each) against numpy's "
+                           "one-pass SIMD argmax on one core"),
+    (r"arg(max|min)\(axis=0\)", "column argmax: a scalar (best, index) pair per column, 16 columns per pass "
+                                 "(64 bytes); numpy copies to rows and runs its SIMD argmax"),
+    (r"mid", "mid size (1-2 MB, tens of µs per call): jitensor's fixed cost per call (~4 µs of dispatch on a "
+             "1000-element add) and the hand-off to a second thread weigh on so short a call, all the more on a "
+             "loaded machine; not analysed further"),
 ]
 
 
