@@ -303,11 +303,6 @@ def iadd(a: Expr, b: Expr) -> Expr:
         return a
     if _cv(a) is not None and _cv(b) is not None:
         return c64(a.value + b.value)
-    for x, y in ((a, b), (b, a)):  # (e // c) * c + e % c is e (indices are never negative): a flat index
-        # split by one reshape and merged again by the next, or by a contiguous layout, stays affine
-        if (isinstance(x, Idx) and x.op == "mul" and isinstance(x.a, Idx) and x.a.op == "div" and isinstance(y, Idx)
-                and y.op == "mod" and _cv(x.b) is not None and _cv(x.b) == _cv(x.a.b) == _cv(y.b) and y.a == x.a.a):
-            return y.a
     return Idx("add", a, b)
 
 
@@ -357,7 +352,18 @@ def iclamp(a: Expr, lo: int, hi: int) -> Expr:
 
 
 def linear(idx: list[Expr], strides) -> Expr:
+    idx, strides = list(idx), [int(s) for s in strides]
+    k = 0
+    while k + 1 < len(idx):  # [e // c, e % c] with strides (c * s, s) is e * s (indices are never negative): a
+        # flat index split by one reshape and merged again by the next, or by a contiguous layout, stays affine
+        a, b = idx[k], idx[k + 1]
+        if (isinstance(a, Idx) and a.op == "div" and isinstance(b, Idx) and b.op == "mod" and a.a == b.a
+                and _cv(a.b) is not None and _cv(a.b) == _cv(b.b) and strides[k] == _cv(a.b) * strides[k + 1]):
+            idx[k:k + 2], strides[k:k + 2] = [a.a], [strides[k + 1]]
+            k = max(k - 1, 0)  # the merged index may pair with the one before it
+        else:
+            k += 1
     out: Expr = c64(0)
     for i, s in zip(idx, strides):
-        out = iadd(out, imul(i, int(s)))
+        out = iadd(out, imul(i, s))
     return out

@@ -214,11 +214,14 @@ def test_full_split_ties_nan_views(dt):
 
 
 def test_flat_index_round_trip_is_affine():
-    """(e // c) * c + e % c simplifies to e (what a reshape and a reshape back produce); nothing else does."""
-    from jitensor.loop.ir import Var, iadd, idiv, imod, imul
+    """linear([e // c, e % c], (c * s, s)) is e * s (what a reshape and a reshape back produce); nothing else."""
+    from jitensor.loop.ir import Var, iadd, idiv, imod, imul, linear
     e = iadd(imul(Var("i"), 32768), Var("j"))
-    assert iadd(imul(idiv(e, 512), 512), imod(e, 512)) == e
-    assert iadd(imod(e, 512), imul(idiv(e, 512), 512)) == e
-    assert iadd(imul(idiv(e, 512), 256), imod(e, 512)) != e
-    assert iadd(imul(idiv(e, 256), 256), imod(e, 512)) != e
-    assert iadd(imul(idiv(e, 512), 512), imod(Var("j"), 512)) != e
+    assert linear([idiv(e, 512), imod(e, 512)], (512, 1)) == e
+    assert linear([idiv(e, 512), imod(e, 512)], (1024, 2)) == imul(e, 2)
+    assert linear([Var("b"), idiv(idiv(e, 8), 64), imod(idiv(e, 8), 64), imod(e, 8)], (7, 512, 8, 1)) == \
+        iadd(imul(Var("b"), 7), e)  # three levels fold one after the other
+    assert linear([idiv(e, 512), imod(e, 512)], (256, 1)) != e
+    assert linear([idiv(e, 256), imod(e, 512)], (512, 1)) != e
+    assert linear([idiv(e, 512), imod(Var("j"), 512)], (512, 1)) != e
+    assert linear([imod(e, 512), idiv(e, 512)], (1, 512)) != e  # only (div, mod) in layout order

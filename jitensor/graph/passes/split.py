@@ -67,5 +67,5 @@ def _split_arg(n: Node) -> Node:
     starts = ops.const(np.arange(parts, dtype=np.int64).reshape(parts, 1) * length)
     flat = ops.reshape(ops.binary("add", best, starts, i64, where=w), (parts,), where=w)  # indices into x
     winner = ops.reduce(ops.gather(x, flat, 0, where=w), kind, (0,), i64, where=w)       # (1,): which part
-    return ops.cast(ops.gather(flat, winner, 0, where=w), n.dtype, where=w) if n.dtype != i64 else \
-        ops.gather(flat, winner, 0, where=w)
+    out = ops.gather(flat, winner, 0, where=w)
+    return out if n.dtype == i64 else ops.cast(out, n.dtype, where=w)
