@@ -103,7 +103,7 @@ def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None
             kernels = [default_schedule(k, target) for k in lower(g, plan, bufs)]
             break
         except NotRowLocal as e:
-            force = force | {id(e.node)}
+            force = force | {id(n) for n in e.nodes}
     t1 = time.perf_counter()
     disk = None
     key = ""

@@ -90,8 +90,9 @@ def _scalar(v, dtype):
 class NotRowLocal(Exception):
     """A reduction planned as row-local is read at an index that is not a prefix of its kernel's loops."""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, more: tuple = ()):
         self.node = node
+        self.nodes = (node,) + tuple(more)  # every such reduction of the program (see `lower`)
 
 
 class _Nest:
@@ -268,7 +269,9 @@ class Lowerer:
 
     # -- kernels
     def kernel(self, n: Node, k: int) -> Kernel:
+        self.nlocal = 0  # local names are per kernel: steps of an unrolled loop then lower to equal kernels
         self.checks = []
+        self.fused_mm = None
         self.memo = {}
         self.nest = None
         self.template = None
@@ -596,4 +599,12 @@ def _buffer_names(s) -> set[str]:
 
 def lower(graph: Graph, plan: FusionPlan, bufs: BufferPlan) -> list[Kernel]:
     lw = Lowerer(graph, plan, bufs)
-    return [lw.kernel(n, k) for k, n in enumerate(plan.order)]
+    out, failed = [], []
+    for k, n in enumerate(plan.order):
+        try:
+            out.append(lw.kernel(n, k))
+        except NotRowLocal as e:  # collect them all: the caller re-plans once, not once per reduction
+            failed.extend(e.nodes)
+    if failed:
+        raise NotRowLocal(failed[0], tuple(failed[1:]))
+    return out
