@@ -488,7 +488,12 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
             return b.load(b.gep(table, [ir.Constant(I64, i)], inbounds=True, source_etype=PTR), typ=PTR)
         return slot
 
-    entry = ir.Function(m, ir.FunctionType(VOID, [PTR]), name="jit_entry")
+    def plain(fn):  # the entry points only load pointers and call: optimizing them costs more than it
+        fn.attributes.add("noinline")  # gains (hundreds of them in an unrolled program took most of LLVM's time)
+        fn.attributes.add("optnone")
+        return fn
+
+    entry = plain(ir.Function(m, ir.FunctionType(VOID, [PTR]), name="jit_entry"))
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     slot = loader(b, entry.args[0])
     for k, fn in zip(kernels, fns):
@@ -496,7 +501,7 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
         b.call(fn, [entry.args[0]] + [slot(buf.slot) for buf in k.buffers] + [ir.Constant(I64, 0), ir.Constant(I64, ext)])
     b.ret_void()
     for i, (k, fn) in enumerate(zip(kernels, fns)):
-        part = ir.Function(m, ir.FunctionType(VOID, [PTR, I64, I64]), name=f"jit_k{i}")
+        part = plain(ir.Function(m, ir.FunctionType(VOID, [PTR, I64, I64]), name=f"jit_k{i}"))
         b = ir.IRBuilder(part.append_basic_block("entry"))
         slot = loader(b, part.args[0])
         b.call(fn, [part.args[0]] + [slot(buf.slot) for buf in k.buffers] + list(part.args[1:]))

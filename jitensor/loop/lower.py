@@ -73,7 +73,7 @@ def plan_buffers(graph: Graph, plan: FusionPlan, input_strides) -> BufferPlan:
         else:
             outs.append((add(node, f"out{k}", c_strides(node.shape)).slot, node))
     temps = []
-    for node in plan.order:
+    for node in (r for k in plan.order for r in plan.roots(k)):  # (siblings of a kernel get buffers too)
         if id(node) not in slots:
             temps.append((add(node, f"t{len(temps)}", c_strides(node.shape)).slot, node.shape, node.dtype))
     return BufferPlan(slots, strides, n, tuple(ins), tuple(consts), tuple(outs), tuple(temps))
