@@ -50,7 +50,7 @@ class _Native:
     """Workers parked in `jtp_worker`; `run` publishes one parallel loop through `jtp_run`."""
 
     def __init__(self, n: int):
-        from ..codegen.llvm import load_object
+        from .loader import load_object
         from ..target import host
         from . import nativepool as NP
         target = host()
