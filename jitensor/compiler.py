@@ -8,6 +8,7 @@ alone. The compile-time stages are imported only when something has to be compil
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -112,7 +113,7 @@ def front_end(graph: Graph, layouts, target=None):
             force = force | {id(e.node)}
 
 
-def manifest_of(bufs, kernels) -> Manifest:
+def manifest_of(bufs, kernels, graph: Graph) -> Manifest:
     """What the runtime needs of a buffer plan and its scheduled kernels, as plain data (`runtime/manifest.py`)."""
     from .codegen.llvm import parallel_extent
     from .loop.schedule import work
@@ -143,7 +144,29 @@ def manifest_of(bufs, kernels) -> Manifest:
         sites.update(k.sites or ())
     temps = tuple((slot, tuple(int(d) for d in shape), dtype) for slot, shape, dtype in bufs.temps)
     return Manifest(bufs.n_slots, tuple(bufs.inputs), tuple(outputs), temps, consts, tuple(arrays),
-                    tuple(launches), tuple(sites.items()))
+                    tuple(launches), _sites(sites, graph))
+
+
+def _sites(sites: dict, graph: Graph) -> tuple:
+    """(code, source line, node) per runtime check: `node` is the position in the traced graph's toposort of
+    the op the line belongs to, so that a disk hit reports the line of its own trace (the key ignores source
+    locations: moving code around still hits)."""
+    if not sites:
+        return ()
+    lines = {}
+    for i, n in enumerate(graph.toposort()):
+        if n.where is not None:
+            lines.setdefault(str(n.where), i)
+    return tuple((code, where, lines.get(where)) for code, where in sites.items())
+
+
+def _resolve_sites(m: Manifest, graph: Graph) -> Manifest:
+    if not m.sites:
+        return m
+    nodes = graph.toposort()
+    sites = tuple((code, nodes[i].where if i is not None and i < len(nodes) and nodes[i].where is not None
+                   else where, i) for code, where, i in m.sites)
+    return dataclasses.replace(m, sites=sites)
 
 
 def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
@@ -163,7 +186,7 @@ def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
         want = [(tuple(n.shape), n.dtype) for n in graph.outputs]
         if [(shape, dtype) for _, _, shape, dtype in m.outputs] != want:
             raise ManifestError("its manifest's outputs are not the function's")
-        return Program(LoadedCode(obj, target, len(m.kernels)), m, where=where)
+        return Program(LoadedCode(obj, target, len(m.kernels)), _resolve_sites(m, graph), where=where)
     except Exception as e:  # a bad manifest or object code: drop the entry, recompile, never fail the call
         disk.discard(key, f"it does not load ({e})")
         return None
@@ -195,7 +218,7 @@ def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None
     module = build_module(kernels, target, name=name)
     ir_text = str(module)
     obj, opt_ir = compile_object(module, target)
-    manifest = manifest_of(bufs, kernels)
+    manifest = manifest_of(bufs, kernels, graph)
     prog = Program(LoadedCode(obj, target, len(kernels)), manifest, where=where)
     if key:
         meta, payload = pack(manifest, obj)

@@ -50,7 +50,8 @@ class Manifest:
     consts: tuple           # (slot, j): constant j is passed in this slot
     arrays: tuple           # constant arrays (read-only, C order), indexed by j above
     kernels: tuple          # Launch per kernel, in program order
-    sites: tuple            # (error code, source line) of the ops whose runtime checks can fail
+    sites: tuple            # (error code, source line, position of its node in the traced graph's toposort or None)
+                            # of the ops whose runtime checks can fail: a disk hit names the line of today's trace
 
 
 def pack(m: Manifest, obj: bytes) -> tuple[dict, bytes]:
@@ -74,7 +75,7 @@ def pack(m: Manifest, obj: bytes) -> tuple[dict, bytes]:
         "arrays": descr,
         "kernels": [{"entry": k.entry, "extent": k.extent, "work": k.work, "grain": k.grain,
                      "template": k.template} for k in m.kernels],
-        "sites": [[code, where] for code, where in m.sites],
+        "sites": [[code, str(where), node] for code, where, node in m.sites],
     }
     return d, b"".join(blobs)
 
@@ -142,10 +143,10 @@ def _decode(d, payload) -> tuple[Manifest, bytes]:
         kernels.append(Launch(k["entry"], ext, _int(k["work"], what="work"), _int(k["grain"], 1, what="grain"),
                               k["template"]))
     sites = []
-    for code, where in d["sites"]:
+    for code, where, node in d["sites"]:
         if not isinstance(where, str):
             raise ManifestError(f"source line {where!r}")
-        sites.append((_int(code, 1, what="error code"), where))
+        sites.append((_int(code, 1, what="error code"), where, None if node is None else _int(node, what="node")))
     m = Manifest(n, tuple(slot(s) for s in d["inputs"]), tuple(outputs),
                  tuple((slot(s), _shape(sh), _dtype(dt)) for s, sh, dt in d["temps"]),
                  tuple((slot(s), _int(j, 0, len(arrays), "constant")) for s, j in d["consts"]),

@@ -48,7 +48,7 @@ class Program:
         self._temps = [(slot, _allocator(shape, dtype), shape, dtype) for slot, shape, dtype in manifest.temps]
         self._consts = [(slot, arrays[j], _pointer(arrays[j])) for slot, j in manifest.consts]
         self.where = where
-        self.sites = dict(manifest.sites)  # error code -> source line of the op that checks it
+        self.sites = {code: where for code, where, _ in manifest.sites}  # error code -> the op's source line
         self._parts = []
         big = False
         for addr, k in zip(code.kernels, manifest.kernels):

@@ -177,6 +177,44 @@ def test_runtime_error_on_a_disk_hit_names_the_source_line(cache_dir, monkeypatc
     assert_same(take(x, ok), second(x, ok))
 
 
+MOVED_SRC = """\
+import numpy as np
+{pad}
+
+def take_moved(x, idx):
+    return np.take(x, idx) + 1.0
+"""
+
+
+def test_runtime_error_on_a_disk_hit_names_the_line_of_todays_source(cache_dir, tmp_path, monkeypatch):
+    """Source locations are not in the key (moved code still hits): the error names where the op is now."""
+    import importlib
+    import linecache
+    moddir = tmp_path / "mod"
+    moddir.mkdir()
+    path = moddir / "jtk_moved_mod.py"
+    monkeypatch.syspath_prepend(str(moddir))
+    x, bad = np.arange(4.0), np.array([7])
+
+    def error_of(pad):
+        path.write_text(MOVED_SRC.format(pad=pad))
+        linecache.checkcache(str(path))
+        sys.modules.pop("jtk_moved_mod", None)
+        jf = jitensor.jit(importlib.import_module("jtk_moved_mod").take_moved)
+        with pytest.raises(IndexOutOfBoundsError) as e:
+            jf(x, bad)
+        return jf, e.value.where
+    try:
+        first, where1 = error_of("")
+        assert first.cache_info().disk_hits == 0 and "jtk_moved_mod.py:5: return np.take" in where1, where1
+        _compile_stages_raise(monkeypatch)
+        second, where2 = error_of("# a comment\n# and another")
+        assert second.cache_info().disk_hits == 1
+        assert "jtk_moved_mod.py:6: return np.take(x, idx) + 1.0" in where2, where2
+    finally:
+        sys.modules.pop("jtk_moved_mod", None)
+
+
 def test_dump_on_a_disk_hit_recomputes_the_stages(cache_dir, capsys, monkeypatch):
     x = np.linspace(0, 1, 7)
     jitensor.jit(gelu)(x)
@@ -296,7 +334,7 @@ def test_manifest_round_trip_and_validation():
     with pytest.raises(M.ManifestError):
         M.unpack(dict(meta, outputs=[[None, ["file", 0], [3], "<f8"]]), payload)
     with pytest.raises(M.ManifestError):
-        M.unpack(dict(meta, sites=[[1, 2]]), payload)
+        M.unpack(dict(meta, sites=[[1, 2, None]]), payload)
 
 
 # -- a fresh process
