@@ -22,11 +22,11 @@ def binding():
     return llvm
 
 
-def target_machine(target):
+def target_machine(target, opt: int = 3):
     llvm = binding()
     t = llvm.Target.from_triple(target.triple)
-    return t.create_target_machine(cpu=target.cpu, features=target.features, opt=3, reloc="pic", codemodel="default",
-                                   jit=False)
+    return t.create_target_machine(cpu=target.cpu, features=target.features, opt=opt, reloc="pic",
+                                   codemodel="default", jit=False)
 
 
 _OBJECT_MAGIC = {"linux": (b"\x7fELF",), "darwin": (b"\xcf\xfa\xed\xfe",), "windows": (b"\x64\x86",)}
@@ -47,7 +47,9 @@ def load_object(obj: bytes, target, names, absent=()) -> tuple:
     llvm = binding()
     _check_object(obj, target, names)
     with _lock:
-        tm = target_machine(target)  # the engine owns its TargetMachine: never share one
+        # The engine owns its TargetMachine (never share one). It only compiles the empty backing module, at
+        # finalize: -O0 sets up a cheaper pipeline; the object code itself is loaded as it is.
+        tm = target_machine(target, opt=0)
         backing = llvm.parse_assembly("")
         backing.triple = target.triple
         engine = llvm.create_mcjit_compiler(backing, tm)
