@@ -110,7 +110,7 @@ def front_end(graph: Graph, layouts, target=None):
         try:
             return g, plan, bufs, [default_schedule(k, target) for k in lower(g, plan, bufs)]
         except NotRowLocal as e:
-            force = force | {id(e.node)}
+            force = force | {id(n) for n in e.nodes}
 
 
 def manifest_of(bufs, kernels, graph: Graph) -> Manifest:
