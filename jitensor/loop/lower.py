@@ -17,9 +17,7 @@ from ..graph.passes.fuse import FusionPlan
 from .ir import (BOOL, I64, Assign, Buffer, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef,
                  Seq, Stmt, Store, Var, c64, iadd, iclamp, idiv, imod, imul, isub, linear, walk)
 
-ERR_INDEX, ERR_NEG_POWER = 1, 2
-ERROR_MESSAGES = {ERR_INDEX: "index out of bounds in an integer-array index (np.take / x[idx])",
-                  ERR_NEG_POWER: "Integers to negative integer powers are not allowed."}
+from ..errors import ERR_INDEX, ERR_NEG_POWER, ERROR_MESSAGES  # noqa: F401 - the runtime reads them too
 
 
 def c_strides(shape) -> tuple[int, ...]:
