@@ -17,6 +17,7 @@ once per element instead of being materialized.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .. import ops
@@ -47,9 +48,13 @@ class FusionPlan:
     epilogue: tuple = ()  # (root id, matmul node): matmuls computed in their elementwise consumer's kernel
     siblings: tuple = ()  # (root id, (other roots...)): outputs the root's kernel also stores
 
+    @functools.cached_property
+    def _sibling_map(self) -> dict:
+        return dict(self.siblings)
+
     def roots(self, n: Node) -> tuple[Node, ...]:
         """The nodes kernel `n` stores: n and its siblings."""
-        return (n,) + dict(self.siblings).get(id(n), ())
+        return (n,) + self._sibling_map.get(id(n), ())
 
     def groups(self, graph: Graph) -> dict[int, int]:
         """node id -> index of the kernel it is computed in (for dumps)."""
