@@ -245,12 +245,9 @@ class JitFunction:
                     what = [w for w, u, v in (("dtype", x[0], y[0]), ("shape", x[1], y[1]),
                                               ("strides", x[2], y[2])) if u != v]
                     n += len(what)
-                    if what == ["strides"]:  # same dtype and shape: the layout is what changed, so show it
-                        out.append(f"new strides for argument `{names[i]}`: {_fmt(y)} with strides {y[2]} "
-                                   f"(before: {x[2]})")
-                    else:
-                        out.append(f"new {' and '.join(what)} for argument `{names[i]}`: {_fmt(y)} "
-                                   f"(before: {_fmt(x)})")
+                    st = "strides" in what  # a new layout: show the strides (in bytes, as ndarray.strides)
+                    out.append(f"new {' and '.join(what)} for argument `{names[i]}`: {_fmt(y, st)} "
+                               f"(before: {_fmt(x, st)})")
                 else:
                     n += 3
                     out.append(f"a different kind of argument `{names[i]}`: {_fmt(y)} (before: {_fmt(x)})")
@@ -387,9 +384,9 @@ def _specs(key):
     return list(key)
 
 
-def _fmt(spec):
+def _fmt(spec, strides=False):
     if isinstance(spec, tuple) and len(spec) == 3:
-        return f"{np.dtype(spec[0]).name}{list(spec[1])}"
+        return f"{np.dtype(spec[0]).name}{list(spec[1])}" + (f" strides {spec[2]}" if strides else "")
     return getattr(spec, "__name__", str(spec))
 
 

@@ -101,29 +101,29 @@ def _generators(fun, statics) -> list:
     found: dict = {id(np.random.mtrand._rand): ("numpy's global random state (np.random.*)", np.random.mtrand._rand)}
     seen: set = set()
 
-    def visit(label, v, depth):
+    def visit(kind, path, v, depth):  # the label reads `kind `path`` ("global `cfg['rng']`")
         if id(v) in seen or depth > 3:
             return
         seen.add(id(v))
         if isinstance(v, (np.random.Generator, np.random.RandomState, np.random.BitGenerator)):
-            found.setdefault(id(v), (label, v))
+            found.setdefault(id(v), (f"{kind}`{path}`", v))
         elif isinstance(v, types.FunctionType):
-            for name, val in _names_of(v):
-                visit(name, val, depth + 1)
+            for kind2, name, val in _names_of(v):
+                visit(kind2, name, val, depth + 1)
         elif isinstance(v, (list, tuple)):
             for i, item in enumerate(v):
-                visit(f"{label}[{i}]", item, depth + 1)
+                visit(kind, f"{path}[{i}]", item, depth + 1)
         elif isinstance(v, dict):
             for k, item in list(v.items()):
-                visit(f"{label}[{k!r}]", item, depth + 1)
+                visit(kind, f"{path}[{k!r}]", item, depth + 1)
         elif not isinstance(v, (types.ModuleType, type, np.ndarray, np.generic, str, bytes, int, float)) \
                 and isinstance(getattr(v, "__dict__", None), dict):
             for k, item in list(vars(v).items()):
-                visit(f"{label}.{k}", item, depth + 1)
+                visit(kind, f"{path}.{k}", item, depth + 1)
 
     for name, v in statics:
-        visit(f"argument `{name}`", v, 1)
-    visit(getattr(fun, "__name__", "function"), fun, 0)
+        visit("argument ", name, v, 1)
+    visit("", getattr(fun, "__name__", "function"), fun, 0)
     return list(found.values())
 
 
@@ -133,7 +133,7 @@ def _names_of(fn):
     out = []
     for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
         try:
-            out.append((f"`{name}` (closure of {fn.__name__})", cell.cell_contents))
+            out.append((f"variable of {fn.__name__}'s closure ", name, cell.cell_contents))
         except ValueError:  # an empty cell
             pass
     codes = [code]
@@ -142,7 +142,7 @@ def _names_of(fn):
         codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
         for name in c.co_names:
             if name in fn.__globals__:
-                out.append((f"global `{name}`", fn.__globals__[name]))
+                out.append(("global ", name, fn.__globals__[name]))
     return out
 
 
