@@ -358,15 +358,23 @@ implements(np.any)(_mk_reduction("any", "np.any"))
 implements(np.all)(_mk_reduction("all", "np.all"))
 
 
+def _one_axis(axis):
+    """argmax/argmin take one axis or None; numpy raises TypeError for a tuple (which the reduction would accept)."""
+    if axis is not None and not isinstance(axis, Tracer):
+        operator.index(axis)
+
+
 @implements(np.argmax)
 def argmax(a, axis=None, out=None, *, keepdims=False):
     _no_extra("np.argmax", out=out)
+    _one_axis(axis)
     return _reduction(a, "argmax", axis, keepdims, None, "np.argmax")
 
 
 @implements(np.argmin)
 def argmin(a, axis=None, out=None, *, keepdims=False):
     _no_extra("np.argmin", out=out)
+    _one_axis(axis)
     return _reduction(a, "argmin", axis, keepdims, None, "np.argmin")
 
 

@@ -23,10 +23,15 @@ def _big_add():
 
 
 @pytest.mark.skipif(not native_host, reason="the native scheduler is built for x86-64 Linux")
-def test_native_scheduler_is_used_here():
-    p = threads.pool()
-    if p.n > 1:
-        assert p.native is not None and p.min_work == threads.MIN_WORK_NATIVE
+def test_native_scheduler_is_used_here(monkeypatch):
+    # a pool of 2 threads on any machine: building the native scheduler must not fall back to Python workers
+    wanted = os.environ.get("JITENSOR_NATIVE_POOL", "1") != "0"
+    monkeypatch.delenv("JITENSOR_NATIVE_POOL", raising=False)
+    p = threads.Pool(2)
+    assert p.native is not None and p.min_work == threads.MIN_WORK_NATIVE and p.workers == []
+    # and the process's own pool is native exactly when it has more than one thread (and it is not turned off)
+    g = threads.pool()
+    assert (g.native is not None) == (g.n > 1 and wanted), (g.n, g.native, wanted)
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
