@@ -568,7 +568,8 @@ def test_big_endian_input_rejected_or_correct():
     x = np.arange(4, dtype=">f8")
     try:
         r = jit(lambda v: v * 2)(x)
-    except JitensorError:
+    except JitensorError as e:  # refused: the message must say which argument and why
+        assert "argument 0" in str(e) and ">f8" in str(e), str(e)
         return
     np.testing.assert_array_equal(r, x * 2)
 
