@@ -280,7 +280,7 @@ class JitFunction:
                 dt = np.dtype(bool) if isinstance(a, bool) else np.dtype(np.int64) if isinstance(a, int) \
                     else np.dtype(np.float64)
                 n = ops.input_node(i, (), dt)
-                tracers.append(Tracer(n, owner=False, py=type(a), args=(names[i],)))
+                tracers.append(Tracer(n, owner=False, py=type(a), args=(names[i] if i < len(names) else str(i),)))
                 layouts.append(())
             else:
                 arr = np.asarray(a)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import itertools
 import pickle
 import threading
 import types
@@ -96,29 +97,38 @@ def _uninstall():
         setattr(mod, name, orig)
 
 
+_ITEMS = 64  # items looked at in each container: a generator sits near the top, not in a list of a million numbers
+
+
 def _generators(fun, statics) -> list:
     """(label, generator) for every numpy random generator the traced function can reach."""
     found: dict = {id(np.random.mtrand._rand): ("numpy's global random state (np.random.*)", np.random.mtrand._rand)}
     seen: set = set()
 
     def visit(kind, path, v, depth):  # the label reads `kind `path`` ("global `cfg['rng']`")
-        if id(v) in seen or depth > 3:
+        if id(v) in seen or depth > 3 or len(seen) > 10_000:
             return
         seen.add(id(v))
+        try:
+            look(kind, path, v, depth)
+        except Exception:  # noqa: BLE001 - an object that resists inspection holds no generator we can see
+            pass
+
+    def look(kind, path, v, depth):
         if isinstance(v, (np.random.Generator, np.random.RandomState, np.random.BitGenerator)):
             found.setdefault(id(v), (f"{kind}`{path}`", v))
         elif isinstance(v, types.FunctionType):
             for kind2, name, val in _names_of(v):
                 visit(kind2, name, val, depth + 1)
         elif isinstance(v, (list, tuple)):
-            for i, item in enumerate(v):
+            for i, item in enumerate(itertools.islice(v, _ITEMS)):
                 visit(kind, f"{path}[{i}]", item, depth + 1)
         elif isinstance(v, dict):
-            for k, item in list(v.items()):
+            for k, item in list(itertools.islice(v.items(), _ITEMS)):
                 visit(kind, f"{path}[{k!r}]", item, depth + 1)
         elif not isinstance(v, (types.ModuleType, type, np.ndarray, np.generic, str, bytes, int, float)) \
                 and isinstance(getattr(v, "__dict__", None), dict):
-            for k, item in list(vars(v).items()):
+            for k, item in list(itertools.islice(vars(v).items(), _ITEMS)):
                 visit(kind, f"{path}.{k}", item, depth + 1)
 
     for name, v in statics:
@@ -156,7 +166,12 @@ def _state(g) -> bytes:
 def tracing(fun, statics=()):
     """Trace `fun` with the hooks above installed; raise if a reachable random generator was drawn from."""
     global _installs
-    gens = [(label, g, _state(g)) for label, g in _generators(fun, statics)]
+    gens = []
+    for label, g in _generators(fun, statics):
+        try:
+            gens.append((label, g, _state(g)))
+        except Exception:  # noqa: BLE001 - a generator whose state cannot be read is not checked
+            pass
     with _lock:
         if _installs == 0:
             _install()

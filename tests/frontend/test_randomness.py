@@ -116,3 +116,17 @@ def test_other_threads_keep_numpy_random_while_tracing():
     t.join()
     np.testing.assert_array_equal(got[0], np.random.default_rng(0).standard_normal(3))
     assert np.random.standard_normal.__module__ != "jitensor.frontend.numpy_hooks"  # restored after the trace
+
+
+class _Model:
+    def __init__(self):
+        self.scale = 2.0
+        self.rng = np.random.default_rng(11)
+
+
+def test_generator_inside_a_static_object():
+    def f(x, model):
+        return x * model.scale + model.rng.normal(size=x.shape)
+    _raises(jit(f, static_argnames=("model",)), X, _Model(), names=("argument `model.rng`",))
+    # an object without randomness is fine
+    check(lambda x, model: x * model.scale, X, model=_Model(), static_argnames=("model",))
