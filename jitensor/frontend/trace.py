@@ -2,8 +2,13 @@
 
 numpy hands every ufunc call (`__array_ufunc__`) and most API functions (`__array_function__`)
 to the Tracer, which records graph nodes instead of computing. Operators and ndarray methods
-route through the same tables in `numpy_api.py`. Anything that needs a concrete value (`if`,
-`bool()`, `int()`, `np.asarray`) raises `ConcretizationError` with the user's source line.
+route through the same tables in `numpy_api.py` (`np.asarray`/`np.array`, which numpy gives no
+hook, are replaced while tracing: `numpy_hooks.py`). Anything that needs a concrete value (`if`,
+`bool()`, `int()`, `np.float32(x)`) raises `ConcretizationError` with the user's source line.
+
+Python numbers (Python-scalar arguments, and Python operators applied to them and to literals) are
+Tracers with `_py` set: Python's operator rules type them and they stay weak in numpy's promotion,
+while a numpy function of one gives a strong numpy scalar, as in numpy.
 
 Writes (`out[1:-1] = ...`, `x += 1`) are functional updates: the Tracer is a mutable handle whose
 node is replaced. Only arrays the function itself created may be written; views remember the
