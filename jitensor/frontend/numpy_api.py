@@ -145,18 +145,20 @@ def python_op(ufunc, pyop, inputs) -> Tracer:
     """A Python operator (`r * 2`, `-n`, `n // 2`) whose operands are all Python numbers, some traced.
 
     Python's rules give the result's type (int / int is a float, True + True an int): the operator applied
-    to sample values of the operands' types says which. Operands are computed in the type Python would
+    to the literals and to sample values of the traced operands' types says which. Operands are computed in the type Python would
     convert them to; the result is a Python number again, weakly typed when numpy meets it.
     """
     types = [x._py if isinstance(x, Tracer) else type(x) for x in inputs]
+    # literals take part with their own value: n ** -1 is a float, and r / 0 raises ZeroDivisionError as in Python
+    samples = [_SAMPLE[x._py] if isinstance(x, Tracer) else x for x in inputs]
     try:
-        rtype = type(pyop(*(_SAMPLE[t] for t in types)))
+        rtype = type(pyop(*samples))
     except TypeError as e:  # 1.5 & 2: Python's own refusal
         raise TypeError(str(e)) from None
     if rtype not in _PY_DTYPE:
         raise DTypeError(f"Python {pyop.__name__} of {', '.join(t.__name__ for t in types)} gives a "
                          f"{rtype.__name__}, which jitensor does not support", where=user_frame())
-    if float in types:
+    if float in types or rtype is float:  # n ** -1 computes in float, as Python does
         dt = np.dtype(np.float64)
     elif rtype is bool and all(t is bool for t in types):  # True & False, True == False
         dt = np.dtype(bool)

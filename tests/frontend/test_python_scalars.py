@@ -47,6 +47,9 @@ FNS = {
     "(r+r)*x": lambda x, r: (r + r) * x,
     "(r>0)*x": lambda x, r: (r > 0) * x,
     "r+=1": lambda x, r: _iadd(r) * x,
+    "r**-1*x": lambda x, r: (r ** -1) * x,
+    "(2**r)*x": lambda x, r: (2 ** r) * x,
+    "(r%2)*x": lambda x, r: (r % 2) * x,
 }
 
 
@@ -123,3 +126,9 @@ def test_numpy_scalar_type_of_a_traced_number_says_what_to_write():
     # and the suggested spelling gives numpy's np.float32(r) result
     check(lambda x, r: np.asarray(r, dtype=np.float32) * x, XS["float64"], 0.5)
     assert jitted(lambda x, r: np.asarray(r, dtype=np.float32) * x)(XS["float32"], 0.5).dtype == np.float32
+
+
+def test_python_division_by_a_literal_zero_raises_as_in_python():
+    f = jitensor.jit(lambda x, r: x * (r / 0), cache=False)
+    with pytest.raises(ZeroDivisionError):
+        f(XS["float32"], 3)
