@@ -357,6 +357,8 @@ def _out_flatten(x, leaves):
         return ("dict", keys, tuple(_out_flatten(x[k], leaves) for k in keys))
     if isinstance(x, (Tracer, np.ndarray, np.generic)) or isinstance(x, _SCALARS):
         leaves.append(x)
+        if isinstance(x, Tracer) and x._py is not None:  # r * 2 of a Python-number argument: a Python number
+            return ("leaf", x._py.__name__)
         return ("leaf", type(x).__name__ if type(x) in _SCALARS else None)
     if x is None:
         return None

@@ -132,3 +132,11 @@ def test_python_division_by_a_literal_zero_raises_as_in_python():
     f = jitensor.jit(lambda x, r: x * (r / 0), cache=False)
     with pytest.raises(ZeroDivisionError):
         f(XS["float32"], 3)
+
+
+@pytest.mark.parametrize("r", [0.5, 7, True])
+def test_python_operators_return_python_numbers(r):
+    f = jitensor.jit(lambda r: (r * 2, -r, r / 4, r > 0, np.exp(r * 1.0)), cache=False)
+    got, want = f(r), (r * 2, -r, r / 4, r > 0, np.exp(r * 1.0))
+    assert [type(v) for v in got] == [type(v) for v in want], (got, want)
+    assert got[:4] == want[:4] and abs(got[4] - want[4]) <= 1e-15 * want[4]  # exp: within 2 ulp
