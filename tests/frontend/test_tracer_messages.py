@@ -22,6 +22,7 @@ SIZE_USES = {
     "range(n)": lambda x, n: sum(x[i] for i in range(n)),
     "x.reshape(n, -1)": lambda x, n: x.reshape(n, -1),
     "np.ones(n + 1)": lambda x, n: np.ones(n + 1),
+    "if n > 1": lambda x, n: x * 2 if n > 1 else x,
 }
 
 
