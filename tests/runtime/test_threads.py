@@ -17,6 +17,11 @@ from jitensor.target import host
 native_host = host().triple.startswith("x86_64") and sys.platform == "linux"
 
 
+# A native pool's workers stay parked in its machine code and read its state forever (it has no shutdown):
+# a pool a test builds must outlive the test, or its freed memory is reused under running workers.
+_KEEP_POOLS: list = []
+
+
 def _big_add():
     f = jitensor.jit(lambda x, c: x * 2.0 + c)
     return f
@@ -28,6 +33,7 @@ def test_native_scheduler_is_used_here(monkeypatch):
     wanted = os.environ.get("JITENSOR_NATIVE_POOL", "1") != "0"
     monkeypatch.delenv("JITENSOR_NATIVE_POOL", raising=False)
     p = threads.Pool(2)
+    _KEEP_POOLS.append(p)
     assert p.native is not None and p.min_work == threads.MIN_WORK_NATIVE and p.workers == []
     # and the process's own pool is native exactly when it has more than one thread (and it is not turned off)
     g = threads.pool()
@@ -37,6 +43,7 @@ def test_native_scheduler_is_used_here(monkeypatch):
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 def test_every_chunk_runs_once(monkeypatch, native):
     p = threads.Pool(3, native=native)  # 3 threads even on a 2-core machine: more chunks than cores
+    _KEEP_POOLS.append(p)
     monkeypatch.setattr(threads, "_pool", p)
     f = jitensor.jit(lambda x: x + 1.0)
     for n in (1 << 17, (1 << 18) + 17, 3 * 5 * 7 * 1031):
