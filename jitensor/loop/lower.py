@@ -17,9 +17,7 @@ from ..graph.passes.fuse import FusionPlan
 from .ir import (BOOL, I64, Assign, Buffer, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef,
                  Seq, Stmt, Store, Var, c64, iadd, iclamp, idiv, imod, imul, isub, linear, walk)
 
-ERR_INDEX, ERR_NEG_POWER = 1, 2
-ERROR_MESSAGES = {ERR_INDEX: "index out of bounds in an integer-array index (np.take / x[idx])",
-                  ERR_NEG_POWER: "Integers to negative integer powers are not allowed."}
+from ..errors import ERR_INDEX, ERR_NEG_POWER, ERROR_MESSAGES  # noqa: F401 - the runtime reads them too
 
 
 def c_strides(shape) -> tuple[int, ...]:
@@ -73,7 +71,7 @@ def plan_buffers(graph: Graph, plan: FusionPlan, input_strides) -> BufferPlan:
         else:
             outs.append((add(node, f"out{k}", c_strides(node.shape)).slot, node))
     temps = []
-    for node in plan.order:
+    for node in (r for k in plan.order for r in plan.roots(k)):  # (siblings of a kernel get buffers too)
         if id(node) not in slots:
             temps.append((add(node, f"t{len(temps)}", c_strides(node.shape)).slot, node.shape, node.dtype))
     return BufferPlan(slots, strides, n, tuple(ins), tuple(consts), tuple(outs), tuple(temps))
@@ -90,8 +88,9 @@ def _scalar(v, dtype):
 class NotRowLocal(Exception):
     """A reduction planned as row-local is read at an index that is not a prefix of its kernel's loops."""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, more: tuple = ()):
         self.node = node
+        self.nodes = (node,) + tuple(more)  # every such reduction of the program (see `lower`)
 
 
 class _Nest:
@@ -268,7 +267,9 @@ class Lowerer:
 
     # -- kernels
     def kernel(self, n: Node, k: int) -> Kernel:
+        self.nlocal = 0  # local names are per kernel: steps of an unrolled loop then lower to equal kernels
         self.checks = []
+        self.fused_mm = None
         self.memo = {}
         self.nest = None
         self.template = None
@@ -596,4 +597,12 @@ def _buffer_names(s) -> set[str]:
 
 def lower(graph: Graph, plan: FusionPlan, bufs: BufferPlan) -> list[Kernel]:
     lw = Lowerer(graph, plan, bufs)
-    return [lw.kernel(n, k) for k, n in enumerate(plan.order)]
+    out, failed = [], []
+    for k, n in enumerate(plan.order):
+        try:
+            out.append(lw.kernel(n, k))
+        except NotRowLocal as e:  # collect them all: the caller re-plans once, not once per reduction
+            failed.extend(e.nodes)
+    if failed:
+        raise NotRowLocal(failed[0], tuple(failed[1:]))
+    return out
