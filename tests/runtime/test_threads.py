@@ -17,21 +17,33 @@ from jitensor.target import host
 native_host = host().triple.startswith("x86_64") and sys.platform == "linux"
 
 
+# A native pool's workers stay parked in its machine code and read its state forever (it has no shutdown):
+# a pool a test builds must outlive the test, or its freed memory is reused under running workers.
+_KEEP_POOLS: list = []
+
+
 def _big_add():
     f = jitensor.jit(lambda x, c: x * 2.0 + c)
     return f
 
 
 @pytest.mark.skipif(not native_host, reason="the native scheduler is built for x86-64 Linux")
-def test_native_scheduler_is_used_here():
-    p = threads.pool()
-    if p.n > 1:
-        assert p.native is not None and p.min_work == threads.MIN_WORK_NATIVE
+def test_native_scheduler_is_used_here(monkeypatch):
+    # a pool of 2 threads on any machine: building the native scheduler must not fall back to Python workers
+    wanted = os.environ.get("JITENSOR_NATIVE_POOL", "1") != "0"
+    monkeypatch.delenv("JITENSOR_NATIVE_POOL", raising=False)
+    p = threads.Pool(2)
+    _KEEP_POOLS.append(p)
+    assert p.native is not None and p.min_work == threads.MIN_WORK_NATIVE and p.workers == []
+    # and the process's own pool is native exactly when it has more than one thread (and it is not turned off)
+    g = threads.pool()
+    assert (g.native is not None) == (g.n > 1 and wanted), (g.n, g.native, wanted)
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 def test_every_chunk_runs_once(monkeypatch, native):
     p = threads.Pool(3, native=native)  # 3 threads even on a 2-core machine: more chunks than cores
+    _KEEP_POOLS.append(p)
     monkeypatch.setattr(threads, "_pool", p)
     f = jitensor.jit(lambda x: x + 1.0)
     for n in (1 << 17, (1 << 18) + 17, 3 * 5 * 7 * 1031):
