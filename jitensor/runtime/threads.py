@@ -46,6 +46,9 @@ class _Worker:
             self.done.release()
 
 
+_LIVE: list = []  # every native pool ever started (they have no shutdown)
+
+
 class _Native:
     """Workers parked in `jtp_worker`; `run` publishes one parallel loop through `jtp_run`."""
 
@@ -65,6 +68,7 @@ class _Native:
         work = pool_worker_function(worker)
         for _ in range(n - 1):
             threading.Thread(target=work, args=(self._ptr,), daemon=True, name="jitensor-worker").start()
+        _LIVE.append(self)  # workers run its code and read its state until the process ends: never free them
 
     def run(self, addr: int, table, extent: int, step: int, pieces: int):
         self._run(self._ptr, address(addr), table, extent, step, pieces)

@@ -17,11 +17,6 @@ from jitensor.target import host
 native_host = host().triple.startswith("x86_64") and sys.platform == "linux"
 
 
-# A native pool's workers stay parked in its machine code and read its state forever (it has no shutdown):
-# a pool a test builds must outlive the test, or its freed memory is reused under running workers.
-_KEEP_POOLS: list = []
-
-
 def _big_add():
     f = jitensor.jit(lambda x, c: x * 2.0 + c)
     return f
@@ -33,7 +28,6 @@ def test_native_scheduler_is_used_here(monkeypatch):
     wanted = os.environ.get("JITENSOR_NATIVE_POOL", "1") != "0"
     monkeypatch.delenv("JITENSOR_NATIVE_POOL", raising=False)
     p = threads.Pool(2)
-    _KEEP_POOLS.append(p)
     assert p.native is not None and p.min_work == threads.MIN_WORK_NATIVE and p.workers == []
     # and the process's own pool is native exactly when it has more than one thread (and it is not turned off)
     g = threads.pool()
@@ -43,7 +37,6 @@ def test_native_scheduler_is_used_here(monkeypatch):
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
 def test_every_chunk_runs_once(monkeypatch, native):
     p = threads.Pool(3, native=native)  # 3 threads even on a 2-core machine: more chunks than cores
-    _KEEP_POOLS.append(p)
     monkeypatch.setattr(threads, "_pool", p)
     f = jitensor.jit(lambda x: x + 1.0)
     for n in (1 << 17, (1 << 18) + 17, 3 * 5 * 7 * 1031):
@@ -87,3 +80,29 @@ def test_forked_child_gets_its_own_pool():
     proc.join(60)
     assert proc.exitcode == 0, "the child hung or died"
     assert q.get(timeout=5)
+
+
+@pytest.mark.skipif(not native_host, reason="the native scheduler is built for x86-64 Linux")
+def test_dropped_native_pools_keep_their_code():
+    """Workers stay parked in a native pool's machine code and read its state until the process ends: a
+    pool that its owner drops must not free them (this crashed a later test before)."""
+    code = """if 1:
+        import gc
+        import numpy as np
+        from jitensor.runtime import threads
+        f = None
+        for i in range(6):
+            p = threads.Pool(3)
+            assert p.native is not None
+            del p
+            gc.collect()
+            junk = [np.ones(1 << 16) for _ in range(64)]  # reuse freed memory, if any was freed
+        import jitensor
+        x = np.arange(1 << 19, dtype=np.float64)
+        assert (jitensor.jit(lambda x: x + 1.0)(x) == x + 1.0).all()
+        print("ok")
+    """
+    import subprocess
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "JITENSOR_NATIVE_POOL": "1"})
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])
