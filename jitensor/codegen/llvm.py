@@ -451,6 +451,10 @@ def parallel_extent(k: L.Kernel) -> int | None:
         from .gemm import gemm_units
         from ..target import host
         return gemm_units(dict(k.template[1]), host().vector_bits)
+    if k.template and k.template[0] == "gemv":
+        from .gemv import gemv_units
+        from ..target import host
+        return gemv_units(dict(k.template[1]), host().vector_bits)
     s = k.body
     return s.extent if isinstance(s, L.For) and s.kind == "parallel" else None
 
@@ -463,8 +467,9 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
     m.triple = target.triple
     m.jitensor_features = target.features  # what the emitters may use beyond portable IR (mathlib: vscalef)
     from .gemm import emit_gemm
-    fns = [emit_gemm(m, k, target) if k.template and k.template[0] == "gemm" else FnEmitter(m, k).emit()
-           for k in kernels]
+    from .gemv import emit_gemv
+    templates = {"gemm": emit_gemm, "gemv": emit_gemv}
+    fns = [templates[k.template[0]](m, k, target) if k.template else FnEmitter(m, k).emit() for k in kernels]
 
     def loader(b, table):
         def slot(i):
