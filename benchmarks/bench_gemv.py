@@ -5,7 +5,7 @@
 
 Cases: `A @ x`, `x @ A`, `A.T @ (A @ x)`, `relu(A @ x + b)` (epilogue), `X @ A` with 4 rows (skinny),
 batched matvec `(b, m, k) @ (b, k, 1)`, cosine-similarity top-1 (`argmax(Qn @ Dn.T, axis=1)`), and
-`x + x.T` / `np.ascontiguousarray(x.T)` (transposes). Ratios are t_numpy / t_jitensor (> 1: faster).
+`x + x.T` / `x.T.copy()` (transposes). Ratios are t_numpy / t_jitensor (> 1: faster).
 Nothing is written to RESULTS.md.
 """
 from __future__ import annotations
@@ -60,7 +60,7 @@ def xpxt(x):
 
 
 def tcopy(x):
-    return np.ascontiguousarray(x.T)
+    return x.T.copy()
 
 
 SQUARE = (512, 2048, 4096)
@@ -99,7 +99,7 @@ def make_cases(only, dtypes):
         if "transpose" in only:
             x = rnd(2048, 2048)
             cases.append(Case(f"xpxt{tag}", f"x + x.T 2048^2 {tag}", xpxt, (x,), bytes=2 * x.nbytes))
-            cases.append(Case(f"tcopy{tag}", f"ascontiguousarray(x.T) 2048^2 {tag}", tcopy, (x,), bytes=2 * x.nbytes))
+            cases.append(Case(f"tcopy{tag}", f"x.T.copy() 2048^2 {tag}", tcopy, (x,), bytes=2 * x.nbytes))
     return cases
 
 
@@ -125,6 +125,8 @@ def main(argv=None):
             c.rtol, c.atol = 1e-6, 1e-6
         elif c.args[0].dtype == np.float64 and c.rtol:
             c.rtol, c.atol = 1e-9, 1e-9
+        elif c.rtol:  # float32 sums of thousands of products: both sides round differently
+            c.rtol, c.atol = 1e-3, 1e-3
     res = harness.bench(cases, {"numpy": numpy_peer, "jitensor": jitensor_peer}, reps=args.reps)
     print()
     harness.print_table(res)

@@ -1,7 +1,7 @@
 """The matrix-vector template: skinny matmuls that stream the matrix once, emitted as vector LLVM IR.
 
-A matmul is skinny when one side has at most `GEMV_MAX` vectors (M or N). Viewed from the matrix:
-out[v, s] = sum_k mat[v, k] * vec[s, k], for the long output dimension v and the S <= GEMV_MAX skinny ones.
+A matmul is skinny when one side has at most `GEMV_MAX` vectors (M or N; `DOT_MAX` for the dot form). Viewed from the matrix:
+out[v, s] = sum_k mat[v, k] * vec[s, k], for the long output dimension v and the S skinny ones.
 The GEMM template would pack the whole matrix into panels (one extra pass over the largest operand) and
 waste most of its MR x NR register tile; here the matrix is read once, in its own layout:
 
@@ -26,9 +26,11 @@ from llvmlite import ir
 from .gemm import _Loop, _c, _min, lane_mask, masked_load, masked_store
 from .types import F32, I32, PTR, VOID, ty
 
-# largest skinny side (M or N) given to this template. At 4: 1-4 vectors against 512x512..4096x4096
-# matrices ran 1.3-3x faster here than through the GEMM template (which packs the matrix first).
-GEMV_MAX = 4
+# largest skinny side (M or N) given to this template, per form. Measured single-threaded against the GEMM
+# template (which packs the matrix first) on 512^2 float64 and 2048^2 float32: axpy ran 1.5-9x faster for 2 to
+# 8 vectors; dot 1.1-3.5x faster for 2 to 4, even at 6, and from 0.4x to 2.8x at 8 (one row per group).
+GEMV_MAX = 8
+DOT_MAX = 4
 KU = 4  # axpy: k steps per load/store of the output block
 
 
@@ -49,9 +51,9 @@ def gemv_params(gemm: dict) -> dict | None:
                             batch=tuple((e, sb, sa, sc) for e, sa, sb, sc in gemm["batch"])))
     for o in sorted(options, key=lambda o: -o["V"]):  # stream the larger side
         _, _, mv, mk = o["mat"]
-        if mk == 1 or o["V"] == 1:
+        if (mk == 1 or o["V"] == 1) and o["S"] <= DOT_MAX:
             form = "dot"
-        elif mv == 1 and (o["cv"] == 1 or o["S"] == 1):
+        elif mv == 1 and o["cv"] == 1:  # (cv == 1 whenever S == 1)
             form = "axpy"
         else:
             continue

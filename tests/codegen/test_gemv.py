@@ -1,11 +1,11 @@
-"""The matrix-vector template: skinny matmuls (one side of at most GEMV_MAX vectors) on both sides of every
+"""The matrix-vector template: skinny matmuls (one side of at most GEMV_MAX / DOT_MAX vectors) on both sides of every
 switch: GEMV vs GEMM, "dot" vs "axpy" layouts, below/above the parallel threshold, with epilogues, views
 and several outputs. numpy is the spec."""
 import numpy as np
 import pytest
 
 import jitensor
-from jitensor.codegen.gemv import GEMV_MAX
+from jitensor.codegen.gemv import DOT_MAX, GEMV_MAX
 from jitensor.runtime import threads
 
 from helpers import check
@@ -79,15 +79,19 @@ def test_forms_follow_the_layout(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_switch_to_gemm_past_gemv_max(dtype):
+def test_switch_to_gemm_past_the_limits(dtype):
     a = rnd(37, 29, dtype=dtype)
-    for s in (2, GEMV_MAX, GEMV_MAX + 1):
+    for s in sorted({2, DOT_MAX, DOT_MAX + 1, GEMV_MAX, GEMV_MAX + 1}):
         xs, ys = rnd(29, s, dtype=dtype), rnd(s, 37, dtype=dtype)
-        want = "gemv" if s <= GEMV_MAX else "gemm"
-        assert templates(ax, a, xs)[0].startswith(want)
-        assert templates(xa, a, ys)[0].startswith(want)
+        assert templates(ax, a, xs) == (["gemv:dot"] if s <= DOT_MAX else ["gemm"])
+        assert templates(xa, a, ys) == (["gemv:axpy"] if s <= GEMV_MAX else ["gemm"])
+        # the matrix transposed: the forms swap; axpy into a strided output is left to GEMM
+        assert templates(xa, np.asfortranarray(a), ys) == (["gemv:dot"] if s <= DOT_MAX else ["gemm"])
+        assert templates(ax, np.asfortranarray(a), xs) == ["gemm"]
         chk(ax, a, xs)
         chk(xa, a, ys)
+        chk(xa, np.asfortranarray(a), ys)
+        chk(ax, np.asfortranarray(a), xs)
         chk(ax, a, np.asfortranarray(xs))  # the vectors strided along k
         chk(ax, a, rnd(s, 29, dtype=dtype).T)  # the vectors as a transposed view
         chk(lambda a, y: y.T @ a, a, rnd(37, s, dtype=dtype)[:, ::-1])
