@@ -86,16 +86,28 @@ _warmed = False
 
 
 def _warm_up():
-    """Load the compiler and LLVM once, when the first function is decorated (usually at import of the user's
-    module), so that a first call pays only for tracing and compiling (or loading) its own code."""
+    """Load what every first call needs (the tracer's numpy table, LLVM's object loader, the host target, the
+    compiler's fingerprint) once, when the first function is decorated (usually at import of the user's
+    module), so that a first call pays only for tracing and loading (or compiling) its own code. The
+    compile-time stages are imported on the first miss: a process served by the disk cache never loads them."""
     global _warmed
     if _warmed or os.environ.get("JITENSOR_LAZY_INIT"):
         return
     _warmed = True
-    from . import compiler  # noqa: F401
+    from . import compiler
+    from .frontend import numpy_api  # noqa: F401
     from .runtime import program  # noqa: F401
     from .target import host
     host()
+    compiler.compiler_fingerprint()
+
+
+class _Ref:
+    """Where a bound parameter comes from in a call (see JitFunction._plan)."""
+    __slots__ = ("how", "ref")
+
+    def __init__(self, how, ref):
+        self.how, self.ref = how, ref
 
 
 class JitFunction:
@@ -123,6 +135,7 @@ class JitFunction:
         self.use_disk_cache = cache and os.environ.get("JITENSOR_DISABLE_CACHE", "").strip().lower() in (
             "", "0", "false", "no", "off")
         self._programs: dict = {}
+        self._plans: dict = {}  # (number of positional arguments, keyword names...) -> binding plan
         self._compiled: dict = {}
         self._info = CacheInfo()
         self._lock = threading.Lock()
@@ -164,13 +177,20 @@ class JitFunction:
         return self._compile_and_run(key, leaves, tree, statics)
 
     def _bind(self, args, kwargs):
-        try:
-            ba = self.sig.bind(*args, **kwargs)
-        except TypeError as e:
-            raise ArgumentError(f"{self.fun.__qualname__}(): {e}") from None
-        ba.apply_defaults()
+        plan = self._plans.get((len(args), *kwargs)) if not self._varargs else None
+        if plan is None:
+            try:
+                ba = self.sig.bind(*args, **kwargs)
+            except TypeError as e:
+                raise ArgumentError(f"{self.fun.__qualname__}(): {e}") from None
+            ba.apply_defaults()
+            bound = ba.arguments.items()
+            if not self._varargs:
+                self._plans[(len(args), *kwargs)] = self._plan(len(args), tuple(kwargs))
+        else:  # inspect's binding costs ~10 us a call: a call with the same shape replays its plan
+            bound = [(name, args[ref] if how == 0 else kwargs[ref] if how == 1 else ref) for name, how, ref in plan]
         dyn, statics = [], []
-        for name, v in ba.arguments.items():
+        for name, v in bound:
             if name in self._static:
                 try:
                     hash(v)
@@ -186,6 +206,13 @@ class JitFunction:
         except ArgumentError as e:
             raise ArgumentError(f"{self.fun.__qualname__}(): {e.msg}") from None
         return leaves, tree, tuple(statics)
+
+    def _plan(self, nargs: int, names: tuple) -> list:
+        """How a call with `nargs` positional arguments and these keyword names binds: per parameter, in
+        order, (name, 0, position) | (name, 1, keyword) | (name, 2, default value)."""
+        ba = self.sig.bind(*[_Ref(0, i) for i in range(nargs)], **{k: _Ref(1, k) for k in names})
+        ba.apply_defaults()
+        return [(name, v.how, v.ref) if isinstance(v, _Ref) else (name, 2, v) for name, v in ba.arguments.items()]
 
     # -- the slow path: trace and compile
     def _compile_and_run(self, key, leaves, tree, statics):

@@ -571,3 +571,22 @@ def test_big_endian_input_rejected_or_correct():
     except JitensorError:
         return
     np.testing.assert_array_equal(r, x * 2)
+
+
+def test_bindings_replayed_from_plans_match_inspect():
+    """Calls bind through a cached plan per (positional count, keyword names): every way of passing the
+    same arguments gives numpy's result, defaults apply, and a bad call still names the problem."""
+    def f(x, y=2.0, *, scale=1, axis=0):
+        return (x * y).sum(axis=axis) * scale
+    jf = jitensor.jit(f, static_argnames=("axis",), cache=False)
+    x = np.arange(12.0).reshape(3, 4)
+    for _ in range(2):  # the second round replays the plans
+        np.testing.assert_allclose(jf(x), f(x))
+        np.testing.assert_allclose(jf(x, 3.0), f(x, 3.0))
+        np.testing.assert_allclose(jf(x, y=3.0, axis=1), f(x, y=3.0, axis=1))
+        np.testing.assert_allclose(jf(x, axis=1, y=3.0), f(x, axis=1, y=3.0))
+        np.testing.assert_allclose(jf(y=0.5, x=x, scale=4), f(y=0.5, x=x, scale=4))
+        with pytest.raises(jitensor.errors.ArgumentError, match="missing"):
+            jf(y=1.0)
+        with pytest.raises(jitensor.errors.ArgumentError, match="unexpected|got an"):
+            jf(x, z=1)

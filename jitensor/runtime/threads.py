@@ -50,7 +50,7 @@ class _Native:
     """Workers parked in `jtp_worker`; `run` publishes one parallel loop through `jtp_run`."""
 
     def __init__(self, n: int):
-        from ..codegen.llvm import load_object
+        from .loader import load_object
         from ..target import host
         from . import nativepool as NP
         target = host()
@@ -84,9 +84,9 @@ def _pool_object(target) -> bytes:
     import llvmlite
 
     from .. import __version__
-    from ..codegen.llvm import binding, compile_object
     from . import nativepool as NP
     from .diskcache import default_cache, key_hash
+    from .loader import binding
     module = NP.build_module(target.triple)
     disk = default_cache()
     key = key_hash({"function": "jitensor thread pool", "ir": hashlib.sha256(str(module).encode()).hexdigest(),
@@ -96,6 +96,7 @@ def _pool_object(target) -> bytes:
     entry = disk.load(key) if key else None
     if entry is not None:
         return entry.payload
+    from ..codegen.llvm import compile_object  # the code generator, only when the disk cache lacks the pool
     obj, _ = compile_object(module, target)
     if key:
         disk.store(key, obj, {"name": "jitensor thread pool"})

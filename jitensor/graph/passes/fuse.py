@@ -27,6 +27,16 @@ EXPENSIVE = frozenset({"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", 
                        "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
                        "power", "hypot", "cbrt", "sigmoid", "divide", "floor_divide", "remainder", "fmod", "sqrt"})
 RECOMPUTE_LIMIT = 6  # inline a shared node if its inlined tree costs at most this many simple ops
+# Inlined expressions stay within about 2 MAX_DEPTH levels (`_cut_levels`, `_bound_depth`): lowering and
+# code generation recurse on expression depth (a 200-step chain exhausted Python's recursion limit).
+# Expressions are DAGs (a value read twice at one index is one object), and every IR visitor walks
+# each shared expression once, so their size needs no bound of its own.
+MAX_DEPTH = 50
+MAX_INSTANCES = 8  # a node read at more distinct indices than this in its kernels gets a buffer
+# ops whose inputs are read at another index than their own (a node inlined under two of them, or under
+# one at two input positions, is computed once per index: real repeated work, unlike elementwise sharing)
+REINDEX = frozenset({"broadcast", "transpose", "slice", "reshape", "concat", "gather", "set_slice",
+                     "reduce", "matmul", "cumsum"})
 
 
 @dataclass(frozen=True)
@@ -55,33 +65,44 @@ class FusionPlan:
         return out
 
 
-def inline_cost(n: Node, materialized: set, memo: dict) -> int:
-    if id(n) in materialized or n.op in ("input", "const"):
-        return 0
-    if id(n) in memo:
-        return memo[id(n)]
+def _own_cost(n: Node) -> int:
     if n.op in ("broadcast", "transpose", "slice", "reshape"):
-        own = 0  # pure index arithmetic
-    else:
-        own = 10 if n.op in EXPENSIVE else (2 if n.op in ("gather", "concat", "set_slice") else 1)
-    c = own + sum(inline_cost(i, materialized, memo) for i in n.inputs)
-    memo[id(n)] = c
-    return c
+        return 0  # pure index arithmetic
+    return 10 if n.op in EXPENSIVE else (2 if n.op in ("gather", "concat", "set_slice") else 1)
+
+
+def inline_cost(n: Node, materialized, memo=None, cap: int = 4 * RECOMPUTE_LIMIT) -> int:
+    """The work of inlining `n` (its tree down to buffers, each shared node counted once), up to `cap`:
+    callers only compare it with small limits, and a capped walk keeps planning linear in graph size."""
+    total, seen, stack = 0, set(), [n]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen or id(m) in materialized or m.op in ("input", "const"):
+            continue
+        seen.add(id(m))
+        total += _own_cost(m)
+        if total >= cap or len(seen) > 4 * cap:
+            return cap
+        stack.extend(m.inputs)
+    return total
 
 
 def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
     """`force`: node ids that must be materialized (lowering found a row-local reduction it cannot nest)."""
     order = graph.toposort()
     users = graph.users()
-    mat: set[int] = {id(o) for o in graph.outputs} | set(force)
+    outs = {id(o) for o in graph.outputs}
+    mat: set[int] = outs | set(force)
     for n in order:
         if n.op in ANCHORS:
             mat.add(id(n))
+    _bound_repeats(order, users, mat)
+    cuts = _cut_levels(order, mat)
     row_local: set[int] = set()
     # a reduction over trailing axes whose result feeds exactly one kernel is computed inside that kernel's
     # outer loops (softmax, layernorm: each row is reduced then consumed while it is in cache)
     for n in reversed(order):
-        if (n.op == "reduce" and id(n) not in force and id(n) not in {id(o) for o in graph.outputs}
+        if (n.op == "reduce" and id(n) not in force and id(n) not in outs
                 and n.attr("kind") not in ("argmax", "argmin") and _trailing(n)):
             ks = _consumer_kernels(n, users, mat)
             if len(ks) == 1 and ks[0].op not in ("matmul", "cumsum") and not (ks[0].op == "reduce" and not _trailing(ks[0])):
@@ -90,7 +111,6 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
     # a matmul read by one elementwise kernel of its own shape and dtype is computed there: the kernel's
     # elementwise work (bias, activation) runs on each finished tile while it is in registers
     epilogue = []
-    outs = {id(o) for o in graph.outputs}
     for n in order:
         if n.op == "matmul" and id(n) not in outs and id(n) not in force:
             ks = _consumer_kernels(n, users, mat)
@@ -99,23 +119,23 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
                     and not any(rid == id(ks[0]) for rid, _ in epilogue)):
                 mat.discard(id(n))
                 epilogue.append((id(ks[0]), n))
-    rep = _sibling_groups(graph, {rid for rid, _ in epilogue} | {id(m) for _, m in epilogue}, force)
+    rep = _sibling_groups(graph, {rid for rid, _ in epilogue} | {id(m) for _, m in epilogue}, force, cuts)
     for n in reversed(order):
         if n.op in ("input", "const") or id(n) in mat or id(n) in row_local or n.op == "matmul":
             continue
         us = users.get(id(n), [])
-        memo: dict = {}
-        cost = inline_cost(n, mat, memo)
+        cost = inline_cost(n, mat)
         stretched = any(u.op == "broadcast" and _stretches_outer(n, u) for u in us)
         to_matmul = any(u.op == "matmul" for u in us) and any(
             ops.kind(m) == "elementwise" for m in _inlined_tree(n, mat))
         shared = len({id(u) for u in us}) > 1 and len({rep.get(id(k), id(k)) for k in _consumer_kernels(n, users, mat)}) > 1
         if to_matmul or (shared and cost > RECOMPUTE_LIMIT) or (stretched and cost > 2):
             mat.add(id(n))
+    _bound_depth(order, mat, row_local, epilogue)  # row-local reductions and epilogues deepened some
     # siblings share a kernel only if their trees stay plain elementwise work (no row-local reduction)
     cands: dict[int, list] = {}
-    for o in graph.outputs:
-        if id(o) in rep and not any(id(m) in row_local for m in _inlined_tree(o, mat)):
+    for o in list(graph.outputs) + [c for level in cuts for c in level]:
+        if id(o) in rep and id(o) in mat and not any(id(m) in row_local for m in _inlined_tree(o, mat)):
             grp = cands.setdefault(rep[id(o)], [])
             if all(g is not o for g in grp):
                 grp.append(o)
@@ -125,6 +145,72 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
     plan = FusionPlan(frozenset(mat), kernels, frozenset(row_local), tuple(epilogue), sib)
     check_order(plan, graph)
     return plan
+
+
+def _bound_repeats(order: list[Node], users, mat: set) -> None:
+    """Give a buffer to each node that one kernel would compute at several different indices (a stencil
+    step read through four shifted slices by the next step) when that repeats real work. Consumers are
+    decided first (reverse topological order), so each node sees its final readers. An instance is a
+    (kernel, path) pair, the path naming the re-indexing ops (and input positions) between the node and
+    its kernel's root; reads from different kernels are the shared-node rule's business, not this one's."""
+    inst: dict[int, set] = {}
+    for n in reversed(order):
+        if n.op in ("input", "const") or id(n) in mat:
+            continue
+        cost = inline_cost(n, mat)
+        if cost == 0:  # index arithmetic over buffers all the way down: nothing to repeat
+            inst[id(n)] = set()
+            continue
+        seen: set = set()
+        for u in users.get(id(n), []):
+            base = {(id(u), 0)} if id(u) in mat else inst[id(u)]
+            if u.op in REINDEX:
+                seen |= {(kn, hash((p, id(u), k))) for kn, p in base for k, i in enumerate(u.inputs) if i is n}
+            else:
+                seen |= base
+        per_kernel: dict[int, int] = {}
+        for kn, _ in seen:
+            per_kernel[kn] = per_kernel.get(kn, 0) + 1
+        most = max(per_kernel.values(), default=0)
+        if (most > 1 and cost > RECOMPUTE_LIMIT) or most > MAX_INSTANCES or len(seen) > 8 * MAX_INSTANCES:
+            mat.add(id(n))
+        else:
+            inst[id(n)] = seen
+
+
+def _cut_levels(order: list[Node], mat: set) -> list[list[Node]]:
+    """Give a buffer to every inlined value at level MAX_DEPTH, 2 MAX_DEPTH, ... (a value's level is one
+    more than its inputs', counted from the buffers below), so no kernel inlines more than about twice
+    MAX_DEPTH levels. Cutting whole levels, not single deep values, cuts every variable of an unrolled
+    recurrence at one step: the values of one level become siblings of one kernel, and the values below
+    them are not read by several kernels (which would give them buffers too). Returns the levels."""
+    level: dict[int, int] = {}
+    cuts: dict[int, list] = {}
+    for n in order:
+        if n.op in ("input", "const") or id(n) in mat:
+            continue
+        lv = level[id(n)] = 1 + max((level[id(i)] for i in n.inputs if id(i) in level), default=0)
+        if lv % MAX_DEPTH == 0:
+            mat.add(id(n))
+            cuts.setdefault(lv, []).append(n)
+    return list(cuts.values())
+
+
+def _bound_depth(order: list[Node], mat: set, row_local: set, epilogue: list) -> None:
+    """Give a buffer to each node whose inlined expression would be deeper than 2 MAX_DEPTH (after the
+    level cuts, only where a row-local reduction or an epilogue joined two trees). A row-local reduction
+    or an epilogue matmul that needs one is materialized as a plain kernel instead."""
+    depth: dict[int, int] = {}
+    for n in order:
+        if n.op in ("input", "const") or id(n) in mat:
+            continue
+        d = 1 + max((depth[id(i)] for i in n.inputs if id(i) in depth), default=0)
+        if d > 2 * MAX_DEPTH:
+            mat.add(id(n))
+            row_local.discard(id(n))
+            epilogue[:] = [(r, m) for r, m in epilogue if m is not n]
+            continue
+        depth[id(n)] = d
 
 
 def _kernel_inputs(root: Node, mat) -> set[int]:
@@ -215,30 +301,34 @@ def check_order(plan: FusionPlan, graph: Graph) -> None:
         raise CompileError(f"fusion plan: {len(lost)} materialized values are never computed")
 
 
-def _sibling_groups(graph: Graph, excluded: set, force) -> dict[int, int]:
-    """Graph outputs that can share one kernel: elementwise, of one shape, none reading another.
-    Returns output id -> id of its group's first output (only for groups of two or more)."""
-    outs = []
-    for o in graph.outputs:
-        if ops.kind(o) == "elementwise" and id(o) not in excluded and id(o) not in force and o.type.size > 0 \
-                and all(o is not x for x in outs):
-            outs.append(o)
-    if len(outs) < 2:
-        return {}
-    anc = {id(o): _ancestors(o) for o in outs}
+def _sibling_groups(graph: Graph, excluded: set, force, cuts=()) -> dict[int, int]:
+    """Values that can share one kernel: elementwise, of one shape, none reading another. Candidates are
+    the graph's outputs, and each level of values that `_cut_levels` gave buffers (one level's values
+    cannot read each other). Returns value id -> id of its group's first value (groups of two or more)."""
     rep: dict[int, int] = {}
-    groups: list[list[Node]] = []
-    for o in outs:
+    families = [(list(graph.outputs), True)] + [(level, False) for level in cuts]
+    for members, check in families:
+        cand = []
+        for o in members:
+            if ops.kind(o) == "elementwise" and id(o) not in excluded and id(o) not in force and o.type.size > 0 \
+                    and all(o is not x for x in cand):
+                cand.append(o)
+        if len(cand) < 2:
+            continue
+        anc = {id(o): _ancestors(o) for o in cand} if check else None
+        groups: list[list[Node]] = []
+        for o in cand:
+            for g in groups:
+                if g[0].shape == o.shape and (not check or all(
+                        id(x) not in anc[id(o)] and id(o) not in anc[id(x)] for x in g)):
+                    g.append(o)
+                    break
+            else:
+                groups.append([o])
         for g in groups:
-            if g[0].shape == o.shape and all(id(x) not in anc[id(o)] and id(o) not in anc[id(x)] for x in g):
-                g.append(o)
-                break
-        else:
-            groups.append([o])
-    for g in groups:
-        if len(g) > 1:
-            for o in g:
-                rep[id(o)] = id(g[0])
+            if len(g) > 1:
+                for o in g:
+                    rep[id(o)] = id(g[0])
     return rep
 
 
