@@ -125,8 +125,9 @@ def main(argv=None):
             c.rtol, c.atol = 1e-6, 1e-6
         elif c.args[0].dtype == np.float64 and c.rtol:
             c.rtol, c.atol = 1e-9, 1e-9
-        elif c.rtol:  # float32 sums of thousands of products: both sides round differently
-            c.rtol, c.atol = 1e-3, 1e-3
+        elif c.rtol:  # float32 sums of thousands of products: both sides round differently, by up to
+            # ~K * eps of the largest result near cancellations
+            c.rtol, c.atol = 1e-3, 1e-5 * float(np.abs(c.fn(*c.args)).max())
     res = harness.bench(cases, {"numpy": numpy_peer, "jitensor": jitensor_peer}, reps=args.reps)
     print()
     harness.print_table(res)
