@@ -7,8 +7,8 @@ waste most of its MR x NR register tile; here the matrix is read once, in its ow
 
 - "dot" (mat contiguous along k: `A @ x` with row-major A, `x @ D.T`): R rows at a time, each row's dot
   products with the S vectors in independent vector accumulators (U per pair, so that an FMA never waits
-  for the previous one), summed across lanes at the end. The vectors are first copied into a contiguous
-  zero-padded scratch so that the k tail needs a mask on the matrix side only.
+  for the previous one), summed across lanes at the end. Vectors strided along k are first copied into a
+  contiguous zero-padded scratch; contiguous ones are read in place.
 - "axpy" (mat contiguous along v, output contiguous along v: `x @ A`, `A.T @ y`): each thread's contiguous
   part of the output, in chunks that stay in L2, accumulates the matrix's rows: out[s, chunk] +=
   vec[s, k] * mat[k, chunk], four k at a time (one load and store of the output per four FMAs), so that
@@ -144,7 +144,7 @@ class _Gen:
     def setup(self):
         p, b = self.p, self.b
         self.scratch = None
-        if p["form"] == "dot":  # the S vectors, contiguous and zero-padded to whole vectors
+        if p["form"] == "dot" and p["vec"][3] != 1:  # strided vectors: copied contiguous, zero-padded
             self.kp = -(-p["K"] // self.W) * self.W
             malloc = self.m.globals.get("malloc") or ir.Function(self.m, ir.FunctionType(PTR, [ir.IntType(64)]), name="malloc")
             self.scratch = b.call(malloc, [_c(p["S"] * self.kp * self.item + 64)])
@@ -200,15 +200,20 @@ class _Gen:
         m_buf, m_off, mv, mk = p["mat"]
         x_buf, x_off, xs, xk = p["vec"]
         M, X, C = self.ptr[m_buf], self.ptr[x_buf], self.ptr[p["C"]]
-        kp = self.kp
-        # pack the vectors of this batch (once per batch and range)
-        with _Loop(b, fn, _c(0), _c(S), name="ps") as s:
-            src0 = b.add(b.add(_c(x_off), ox), b.mul(s, _c(xs)))
-            dst0 = b.mul(s, _c(kp))
-            with _Loop(b, fn, _c(0), _c(kp), name="pk") as k:
-                inb = b.icmp_signed("<", k, _c(K))
-                v = b.load(self.gep(X, b.add(src0, b.mul(b.select(inb, k, _c(0)), _c(xk)))), typ=self.T, align=self.item)
-                b.store(b.select(inb, v, ir.Constant(self.T, 0.0)), self.gep(self.scratch, b.add(dst0, k)), align=self.item)
+        if self.scratch is None:  # contiguous vectors are read in place (the k tail masked on both sides)
+            xbase, xrow = X, [b.add(b.add(_c(x_off), ox), _c(s * xs)) for s in range(S)]
+        else:  # pack the vectors of this batch (once per batch and range)
+            kp = self.kp
+            xbase, xrow = self.scratch, [_c(s * kp) for s in range(S)]
+            with _Loop(b, fn, _c(0), _c(S), name="ps") as s:
+                src0 = b.add(b.add(_c(x_off), ox), b.mul(s, _c(xs)))
+                dst0 = b.mul(s, _c(kp))
+                with _Loop(b, fn, _c(0), _c(kp), name="pk") as k:
+                    inb = b.icmp_signed("<", k, _c(K))
+                    v = b.load(self.gep(X, b.add(src0, b.mul(b.select(inb, k, _c(0)), _c(xk)))), typ=self.T,
+                               align=self.item)
+                    b.store(b.select(inb, v, ir.Constant(self.T, 0.0)), self.gep(self.scratch, b.add(dst0, k)),
+                            align=self.item)
         kfull = K // W * W
         kmain = K // (U * W) * (U * W)
         with _Loop(b, fn, u0, u1, name="rg") as g:
@@ -221,7 +226,8 @@ class _Gen:
             accs = [[[self.zero] * U for _ in range(S)] for _ in range(R)]
 
             def step(k, accs, uu, mask=None):
-                xv = [[self._vload(self.scratch, b.add(_c(s * kp), b.add(k, _c(u * W))), None) for u in range(uu)]
+                xmask = mask if self.scratch is None else None  # (the scratch is zero-padded)
+                xv = [[self._vload(xbase, b.add(xrow[s], b.add(k, _c(u * W))), xmask) for u in range(uu)]
                       for s in range(S)]
                 out = [[list(a) for a in ra] for ra in accs]
                 for r in range(R):
