@@ -439,6 +439,10 @@ def parallel_extent(k: L.Kernel) -> int | None:
         from .gemm import gemm_units
         from ..target import host
         return gemm_units(dict(k.template[1]), host().vector_bits)
+    if k.template and k.template[0] == "gemv":
+        from .gemv import gemv_units
+        from ..target import host
+        return gemv_units(dict(k.template[1]), host().vector_bits)
     s = k.body
     return s.extent if isinstance(s, L.For) and s.kind == "parallel" else None
 
@@ -459,13 +463,14 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
     m.triple = target.triple
     m.jitensor_features = target.features  # what the emitters may use beyond portable IR (mathlib: vscalef)
     from .gemm import emit_gemm
+    from .gemv import emit_gemv
+    templates = {"gemm": emit_gemm, "gemv": emit_gemv}
     fns, emitted = [], {}
     for k in kernels:  # kernels that differ only in their buffers share one function (unrolled loops)
         key = code_key(k)
         fn = emitted.get(key)
         if fn is None:
-            fn = emitted[key] = (emit_gemm(m, k, target) if k.template and k.template[0] == "gemm"
-                                 else FnEmitter(m, k).emit())
+            fn = emitted[key] = templates[k.template[0]](m, k, target) if k.template else FnEmitter(m, k).emit()
             # the entry points call each kernel: inlined there, every call site would be optimized again,
             # which made compile time grow with steps x kernel size in unrolled programs
             fn.attributes.add("noinline")

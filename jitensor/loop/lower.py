@@ -408,14 +408,15 @@ class Lowerer:
         params = dict(self.template[1])
         params["epilogue"] = value
         params["bvars"] = tuple(e.name for e in bidx if isinstance(e, Var))
-        self.template = ("gemm", tuple(params.items()))
+        self.template = (self.template[0], tuple(params.items()))
         ref = _substitute_local(value, "mm", Load(out.name, oi, n.dtype))
         epi = bwrap(For("i", n.shape[-2], For("j", n.shape[-1], Store(out.name, oi, ref))))
         return Seq((body, epi))
 
 
 def _gemm_template(n: Node, av: Expr, bv: Expr, out: Buffer, batch, bidx):
-    """Parameters of the GEMM template when both operands are plain strided loads (float only)."""
+    """Parameters of the GEMM (or, for skinny products, matrix-vector) template when both operands are plain
+    strided loads (float only)."""
     from .schedule import affine
     if (n.dtype not in (np.float32, np.float64) or not isinstance(av, Load) or not isinstance(bv, Load)
             or 0 in n.inputs[0].shape or 0 in n.inputs[1].shape):
@@ -436,7 +437,9 @@ def _gemm_template(n: Node, av: Expr, bv: Expr, out: Buffer, batch, bidx):
               # threads take row tiles ("cols", where each packs only its share of B, measured slower on
               # 256x512x512 and no faster on square shapes: A's re-reads cost more than B's packing)
               ("split", "rows"))
-    return ("gemm", params)
+    from ..codegen.gemv import gemv_params  # one side of at most GEMV_MAX vectors: stream the matrix once
+    gv = gemv_params(dict(params))
+    return ("gemv", tuple(gv.items())) if gv is not None else ("gemm", params)
 
 
 def _substitute_local(e: Expr, name: str, by: Expr) -> Expr:
