@@ -113,16 +113,106 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
         if to_matmul or (shared and cost > RECOMPUTE_LIMIT) or (stretched and cost > 2):
             mat.add(id(n))
     # siblings share a kernel only if their trees stay plain elementwise work (no row-local reduction)
-    groups: dict[int, list] = {}
+    cands: dict[int, list] = {}
     for o in graph.outputs:
         if id(o) in rep and not any(id(m) in row_local for m in _inlined_tree(o, mat)):
-            grp = groups.setdefault(rep[id(o)], [])
+            grp = cands.setdefault(rep[id(o)], [])
             if all(g is not o for g in grp):
                 grp.append(o)
-    sib = {id(g[0]): tuple(g[1:]) for g in groups.values() if len(g) > 1}
-    extra = {id(x) for g in sib.values() for x in g}
-    kernels = tuple(n for n in order if id(n) in mat and n.op not in ("input", "const") and id(n) not in extra)
-    return FusionPlan(frozenset(mat), kernels, frozenset(row_local), tuple(epilogue), tuple(sib.items()))
+    roots = [n for n in order if id(n) in mat and n.op not in ("input", "const")]
+    deps = {id(r): _kernel_inputs(r, mat) for r in roots}
+    kernels, sib = _merge_and_order(roots, deps, [g for g in cands.values() if len(g) > 1])
+    plan = FusionPlan(frozenset(mat), kernels, frozenset(row_local), tuple(epilogue), sib)
+    check_order(plan, graph)
+    return plan
+
+
+def _kernel_inputs(root: Node, mat) -> set[int]:
+    """Ids of the materialized values kernel `root` reads (through its inlined tree, row-local
+    reductions and epilogue matmuls included: they are computed inside it)."""
+    return {id(i) for m in _inlined_tree(root, mat) for i in m.inputs
+            if id(i) in mat and i.op not in ("input", "const")}
+
+
+def _merge_and_order(roots: list[Node], deps: dict, candidates: list[list[Node]]):
+    """Merge sibling candidates into one kernel each where that keeps the kernel graph acyclic, then
+    order kernels so that every kernel runs after all kernels whose values it reads.
+
+    Two outputs that do not read each other can still not share a kernel when one needs a value that
+    is computed, through other kernels, from the other (or from another merged group: cycles can pass
+    through several groups), so merging is checked on the kernel graph, not on the node graph."""
+    unit = {id(r): id(r) for r in roots}          # root id -> id of its kernel's first root
+    members = {id(r): [r] for r in roots}
+    pos = {id(r): k for k, r in enumerate(roots)}
+
+    def preds(u):
+        return {unit[d] for m in members[u] for d in deps[id(m)]} - {u}
+
+    def reaches(src, dst):  # is there a path src -> ... -> dst along "is read by" edges?
+        stack, seen = [dst], {dst}  # walk dst's predecessors back towards src
+        while stack:
+            u = stack.pop()
+            for p in preds(u):
+                if p == src:
+                    return True
+                if p not in seen:
+                    seen.add(p)
+                    stack.append(p)
+        return False
+
+    for grp in candidates:
+        head = unit[id(grp[0])]
+        for o in grp[1:]:
+            u = unit[id(o)]
+            if u != head and not reaches(head, u) and not reaches(u, head):
+                for m in members.pop(u):
+                    unit[id(m)] = head
+                    members[head].append(m)
+    # depth-first post-order over kernels, visited in the graph's order: the original order when
+    # nothing merged, and every merged kernel after all of its members' inputs
+    done, out = set(), []
+    for r in roots:
+        u = unit[id(r)]
+        if u in done:
+            continue
+        stack = [(u, False)]
+        while stack:
+            v, ready = stack.pop()
+            if ready:
+                if v not in done:
+                    done.add(v)
+                    out.append(v)
+                continue
+            if v in done:
+                continue
+            stack.append((v, True))
+            stack.extend((p, False) for p in sorted(preds(v), key=pos.get, reverse=True) if p not in done)
+    kernels = tuple(members[u][0] for u in out)
+    sib = tuple((u, tuple(members[u][1:])) for u in out if len(members[u]) > 1)
+    return kernels, sib
+
+
+def check_order(plan: FusionPlan, graph: Graph) -> None:
+    """The plan's invariant: each kernel reads only values computed by kernels before it, and every
+    materialized value is computed by exactly one kernel. A violation is a compiler bug (a kernel
+    would read a buffer before it is written), so it fails compilation instead of running."""
+    from ...errors import CompileError
+    done: set[int] = set()
+    for k, root in enumerate(plan.order):
+        rs = plan.roots(root)
+        for r in rs:
+            missing = [d for d in _kernel_inputs(r, plan.materialized) if d not in done]
+            if missing:
+                raise CompileError(f"fusion plan: kernel {k} ({r.op}) reads a value computed later or never "
+                                   f"(node ids {missing[:4]})", where=r.where)
+        for r in rs:
+            if id(r) in done:
+                raise CompileError(f"fusion plan: a value is computed by two kernels ({r.op})", where=r.where)
+            done.add(id(r))
+    lost = [n for n in graph.toposort() if id(n) in plan.materialized and n.op not in ("input", "const")
+            and id(n) not in done]
+    if lost:
+        raise CompileError(f"fusion plan: {len(lost)} materialized values are never computed")
 
 
 def _sibling_groups(graph: Graph, excluded: set, force) -> dict[int, int]:
