@@ -17,3 +17,46 @@ def test_clip_with_python_int_bounds_beyond_the_dtype(dtype):
     # numpy drops a Python int bound beyond the integer dtype's range instead of raising OverflowError
     a = np.array([0, 1, 5, 100, np.iinfo(dtype).max], dtype=dtype)
     check(_clip_wide_python_int_bounds, a)
+
+
+def _sibling_reads_gathered_output(x, i, b):
+    flat = x.reshape(-1)
+    g = np.take(flat, i, axis=0)
+    w = np.where(i > 0, i, g)      # reads g, an output of its own kernel
+    t = np.where(i > 0, i, b)      # w's sibling: same shape, elementwise, neither reads the other
+    return t, g, w
+
+
+def test_sibling_outputs_read_a_gathered_output():
+    # the merged sibling kernel ran before the gather's kernel and read its buffer unwritten (NaN on a first
+    # call, the previous call's values after)
+    rng = np.random.default_rng(135)
+    x = rng.uniform(0.1, 3, size=(1, 2, 128)).astype(np.float32)[:, :, ::2]
+    i = rng.integers(-128, 128, size=(7,))
+    b = rng.integers(-60, 60, size=(1,), dtype=np.int64)
+    for k in range(2):
+        check(_sibling_reads_gathered_output, x, i, b)
+        x = x + 1  # new values, same signature: a stale buffer shows as the previous call's values
+
+
+def _compare_with_out_of_range_python_ints(a):
+    return a != -1, a < -1, a >= -1, a == 2 ** 64, a <= 300, a > -129
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64, np.int8])
+def test_comparison_with_python_int_beyond_the_dtype(dtype):
+    # NumPy 2 compares an integer array with any Python int exactly (no OverflowError): a uint array is
+    # never equal to -1, an int8 one is always > -129
+    a = np.array([0, 1, 5, 100, np.iinfo(dtype).max], dtype=dtype)
+    check(_compare_with_out_of_range_python_ints, a)
+
+
+def _numpy_functions_of_a_python_float(r, x):
+    return np.sqrt(np.abs(r)) + x, np.exp(r) * x, np.float64(2.5) * x
+
+
+def test_numpy_functions_of_a_python_float_argument_are_strong_float64():
+    # np.abs/np.sqrt/np.exp of a Python float give np.float64 scalars, which are not weak: float32 arrays
+    # combined with them promote to float64
+    x = np.linspace(-2, 2, 7, dtype=np.float32)
+    check(_numpy_functions_of_a_python_float, 0.75, x, rtol="trans")
