@@ -350,7 +350,7 @@ class Gen:
         r = self.rng
         op = r.choice(["unary", "unary", "binary", "binary", "binary", "scalar", "compare", "reduce", "reduce",
                        "cumsum", "matmul", "shape", "where", "clip", "slice", "write", "astype", "concat", "like",
-                       "take"])
+                       "take", "rowwise", "rowwise", "more_shapes"])
         getattr(self, "op_" + op)()
 
     def op_unary(self):
@@ -535,6 +535,62 @@ class Gen:
             self.add(f"{x.name} + {y.name}[:, None]" if y.v.shape[0] == s[0] else f"{x.name} * {y.name}[None, :]")
         elif c == 5:
             self.add(f"np.broadcast_to({x.name}, (2,) + {x.name}.shape)")
+
+    def op_rowwise(self):
+        """Row kernels: a reduction over the last axis read back by the same rows (softmax, layernorm)."""
+        x = self.pick(lambda v: v.v.ndim >= 1 and v.v.dtype.kind == "f" and v.v.shape[-1] > 0)
+        if x is None:
+            return
+        r = self.rng
+        X = x.name
+        ax = -1 if r.random() < 0.7 else 0
+        n = x.v.shape[ax]
+        c = int(r.integers(4))
+
+        def centred(e, x=x, n=n, ax=ax):  # x - mean: the mean's error is absolute, eps * log2(n) * mean|x|
+            m = np.abs(x.v.astype(np.float64)).mean(axis=ax, keepdims=True)
+            return 2 * _eps(e.dtype) * ((2 + math.log2(max(n, 2))) * m + np.abs(e))
+        if c == 0:
+            self.add(f"{X} - {X}.mean(axis={ax}, keepdims=True)", centred)
+        elif c == 1:
+            self.add(f"np.exp({X} - {X}.max(axis={ax}, keepdims=True))", self.ulps(8))
+        elif c == 2:
+            e = self.add(f"np.exp({X} - {X}.max(axis={ax}, keepdims=True))", self.ulps(8))
+            if e is not None:
+                self.add(f"{e.name} / {e.name}.sum(axis={ax}, keepdims=True)", self.ulps(8 + 2 * int(math.log2(n + 1))))
+        else:
+            self.add(f"{X} / np.sqrt(({X} * {X}).mean(axis={ax}, keepdims=True) + 1e-5)",
+                     self.ulps(8 + 2 * int(math.log2(n + 1))))
+
+    def op_more_shapes(self):
+        x = self.pick(lambda v: v.v.ndim >= 1)
+        if x is None:
+            return
+        r = self.rng
+        X, nd = x.name, x.v.ndim
+        c = int(r.integers(9))
+        if c == 0:
+            self.add(f"np.flip({X}, axis={int(r.integers(nd))})")
+        elif c == 1 and x.v.dtype != bool:
+            self.add(f"np.diff({X}, axis={int(r.integers(nd))})")
+        elif c == 2 and nd >= 2:
+            self.add(f"np.swapaxes({X}, 0, -1)" if r.random() < 0.5 else f"np.moveaxis({X}, 0, -1)")
+        elif c == 3:
+            self.add(f"np.squeeze(np.expand_dims({X}, 1))" if r.random() < 0.5 else f"{X}.ravel()")
+        elif c == 4:
+            y = self.pick(lambda v: v.v.shape == x.v.shape)
+            self.add(f"np.{r.choice(['hstack', 'vstack'])}([{X}, {y.name}])")
+        elif c == 5 and x.v.dtype.kind == "f":
+            self.add(f"np.round({X}, {int(r.integers(0, 3))})")
+        elif c == 6 and nd == 1 and x.v.size <= 4096:
+            y = self.new_arg((int(r.choice(TH["lanes"])),), self._dtype())
+            self.add(f"np.outer({X}, {y.name})")
+        elif c == 7 and x.v.dtype.kind == "f":
+            self.add(f"np.linalg.norm({X})", self.ulps(8 + 2 * int(math.log2(x.v.size + 1))))
+        elif c == 8 and nd >= 2:
+            kind = str(r.choice(["sum", "max", "min", "any"]))
+            self.add(f"{X}.{kind}(axis=(0, 1))",
+                     self.sum_noise(x, "X.sum(axis=(0, 1))") if kind == "sum" else None)
 
     def op_where(self):
         x = self.pick()

@@ -60,3 +60,14 @@ def test_numpy_functions_of_a_python_float_argument_are_strong_float64():
     # combined with them promote to float64
     x = np.linspace(-2, 2, 7, dtype=np.float32)
     check(_numpy_functions_of_a_python_float, 0.75, x, rtol="trans")
+
+
+def _power_of_a_reduced_bool(x):
+    v = x.all()
+    return v ** 2, (x > 0) ** 2
+
+
+def test_power_of_a_bool_scalar_from_a_reduction():
+    # x.all() is a numpy bool scalar; numpy's scalar power with a Python int gives int64 (a bool array's
+    # power gives int8)
+    check(_power_of_a_reduced_bool, np.arange(1, 15, dtype=np.int8).reshape(2, 7)[:, ::2])
