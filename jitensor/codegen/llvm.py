@@ -455,6 +455,14 @@ def parallel_extent(k: L.Kernel) -> int | None:
     return s.extent if isinstance(s, L.For) and s.kind == "parallel" else None
 
 
+def code_key(k: L.Kernel) -> tuple:
+    """What a kernel's machine code depends on, with its buffers named by position: two steps of an
+    unrolled loop (the same loops over other buffers) get one key and so one LLVM function. A loop
+    variable or local that happens to share a buffer's name is renamed alike, so keys stay exact."""
+    pos = {b.name: f"@{i}" for i, b in enumerate(k.buffers)}
+    return tuple((b.dtype.str, b.size) for b in k.buffers), L.canonical((k.body, k.template), pos)
+
+
 def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
     """Kernels plus two kinds of exported entry points over one pointer table (slot 0 is the error word):
     `jit_entry(table)` runs every kernel in order; `jit_kN(table, begin, end)` runs kernel N over a part of its
@@ -463,8 +471,17 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
     m.triple = target.triple
     m.jitensor_features = target.features  # what the emitters may use beyond portable IR (mathlib: vscalef)
     from .gemm import emit_gemm
-    fns = [emit_gemm(m, k, target) if k.template and k.template[0] == "gemm" else FnEmitter(m, k).emit()
-           for k in kernels]
+    fns, emitted = [], {}
+    for k in kernels:  # kernels that differ only in their buffers share one function (unrolled loops)
+        key = code_key(k)
+        fn = emitted.get(key)
+        if fn is None:
+            fn = emitted[key] = (emit_gemm(m, k, target) if k.template and k.template[0] == "gemm"
+                                 else FnEmitter(m, k).emit())
+            # the entry points call each kernel: inlined there, every call site would be optimized again,
+            # which made compile time grow with steps x kernel size in unrolled programs
+            fn.attributes.add("noinline")
+        fns.append(fn)
 
     def loader(b, table):
         def slot(i):

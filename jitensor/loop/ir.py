@@ -93,19 +93,91 @@ class LocalRef(Expr):
         return self.name
 
 
+def nodes(x):
+    """Every distinct IR object under x (a statement, an expression, or a tuple/list of them), parents
+    first, each shared object once: expressions are DAGs (a value read twice is one object), and a walk
+    that expanded them into trees would take time exponential in the depth of an unrolled loop."""
+    seen, stack = set(), [x]
+    while stack:
+        e = stack.pop()
+        if id(e) in seen:
+            continue
+        seen.add(id(e))
+        if isinstance(e, (tuple, list)):
+            stack.extend(reversed(e))
+            continue
+        fields = getattr(e, "__dataclass_fields__", None)
+        if fields is None:
+            continue
+        yield e
+        if isinstance(e, (Const, Var, LocalRef)):
+            continue
+        stack.extend(reversed([getattr(e, f) for f in fields if f != "dtype"]))
+
+
 def walk(e: Expr):
-    """e and every expression under it, parents first."""
-    yield e
-    if isinstance(e, Load):
-        yield from walk(e.index)
-    elif isinstance(e, Idx):
-        yield from walk(e.a)
-        yield from walk(e.b)
-    elif isinstance(e, Call):
-        for a in e.args:
-            yield from walk(a)
-    elif isinstance(e, Cast):
-        yield from walk(e.x)
+    """e and every distinct expression under it, parents first (see `nodes`)."""
+    return (x for x in nodes(e) if isinstance(x, Expr))
+
+
+def _children(e) -> list:
+    if isinstance(e, (Const, Var, LocalRef)):
+        return []
+    out = []
+    for f in e.__dataclass_fields__:
+        v = getattr(e, f) if f != "dtype" else None
+        for c in (v if isinstance(v, (tuple, list)) else (v,)):
+            if hasattr(c, "__dataclass_fields__"):
+                out.append(c)
+    return out
+
+
+def count_refs(x, pred) -> int:
+    """How many times expressions satisfying `pred` are referenced under x, counting every path (a local
+    read twice through one shared expression counts twice), in time linear in the DAG."""
+    memo: dict[int, int] = {}
+    roots = list(x) if isinstance(x, (tuple, list)) else [x]
+    for r in roots:
+        stack = [(r, False)]
+        while stack:  # post-order: every child's count is known before its parent's
+            e, ready = stack.pop()
+            if id(e) in memo:
+                continue
+            kids = _children(e)
+            if not ready:
+                stack.append((e, True))
+                stack.extend((c, False) for c in kids if id(c) not in memo)
+                continue
+            memo[id(e)] = (1 if isinstance(e, Expr) and pred(e) else 0) + sum(memo[id(c)] for c in kids)
+    return sum(memo[id(r)] for r in roots)
+
+
+def canonical(x, rename=None) -> tuple:
+    """A hashable description of x's structure and every field (dtypes included), linear in its DAG size:
+    each distinct object is described once and referred to by number. `rename` maps strings (buffer
+    names) to others, so kernels that differ only in their buffers compare equal."""
+    index: dict[int, int] = {}
+    table: list = []
+    rename = rename or {}
+
+    def ref(v):
+        if isinstance(v, (tuple, list)):
+            return ("t",) + tuple(ref(y) for y in v)
+        if isinstance(v, str):
+            return rename.get(v, v)
+        if isinstance(v, np.dtype):
+            return v.str
+        if not hasattr(v, "__dataclass_fields__"):
+            return (type(v).__name__, repr(v))  # (repr: -0.0 and 0.0 are equal as floats)
+        k = index.get(id(v))
+        if k is None:
+            desc = (type(v).__name__,) + tuple(ref(getattr(v, f)) for f in v.__dataclass_fields__)
+            k = index[id(v)] = len(table)
+            table.append(desc)
+        return ("#", k)
+
+    root = ref(x)
+    return root, tuple(table)
 
 
 class Stmt:

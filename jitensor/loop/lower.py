@@ -130,6 +130,7 @@ class Lowerer:
         self.template = None
         self.fused_mm = None
         self.row_cache: dict = {}
+        self.row_locals = [n for n in graph.toposort() if id(n) in plan.row_local]
 
     # -- expressions
     def expr_at(self, n: Node, idx: list[Expr]) -> Expr:
@@ -229,9 +230,7 @@ class Lowerer:
             same_index.add(id(m))
             if m is root or (ops.kind(m) == "elementwise" and id(m) not in self.bufs.slots):
                 stack.extend(i for i in m.inputs if ops.kind(i) == "elementwise")
-        for r in self.graph.toposort():
-            if id(r) not in self.plan.row_local:
-                continue
+        for r in self.row_locals:
             x = r.inputs[0]
             # (reduced dims of size 1 have no loop: the row index would be the root's own, read before written)
             if (id(x) in same_index and x is not root and x.shape == root.shape and x.dtype == root.dtype
@@ -295,7 +294,8 @@ class Lowerer:
                             self._expr_at(r, nest.idx, root=True)) for r in roots]
             body = nest.build(self._with_checks(leaves))
         self.nest = None
-        used = sorted({b for b in self.bufs.slots.values() if _mentions(body, b.name)}, key=lambda b: b.slot)
+        named = _buffer_names(body)
+        used = sorted({b for b in self.bufs.slots.values() if b.name in named}, key=lambda b: b.slot)
         outs = tuple(self.bufs.slots[id(r)].name for r in self.plan.roots(n))
         return Kernel(f"k{k}_{n.op}", tuple(used), body, outs, self.template,
                       tuple((c, str(w)) for c, w in self.sites.items()))
@@ -560,23 +560,38 @@ def reshape_index(idx: list[Expr], out_shape, in_shape) -> list[Expr]:
         if list(oshape) == list(ishape):
             res.extend(oidx)
         else:
-            flat = linear(oidx, c_strides(oshape))
+            # indices lie in [0, dim): a dim of 1 contributes 0, and the first dim of more than 1 needs no
+            # mod (flat < its size x stride); x[i] of a matrix then reads a plain row, not div/mod gathers
+            flat = linear([c64(0) if s == 1 else i for i, s in zip(oidx, oshape)], c_strides(oshape))
+            lead = True
             for d, st in enumerate(c_strides(ishape)):
-                res.append(imod(idiv(flat, st), ishape[d]) if d else idiv(flat, st))
+                if ishape[d] == 1:
+                    res.append(c64(0))
+                    continue
+                res.append(idiv(flat, st) if lead else imod(idiv(flat, st), ishape[d]))
+                lead = False
         i, j = i2, j2
     return res
 
 
-def _mentions(s, name: str) -> bool:
-    if isinstance(s, (Load, Store)) and s.buf == name:
-        return True
-    if isinstance(s, (Const, Var, LocalRef)):
-        return False
-    if isinstance(s, (list, tuple)):
-        return any(_mentions(x, name) for x in s)
-    if hasattr(s, "__dataclass_fields__"):
-        return any(_mentions(getattr(s, f), name) for f in s.__dataclass_fields__ if f not in ("dtype",))
-    return False
+def _buffer_names(s) -> set[str]:
+    """Names of the buffers a statement loads, stores or prefetches: one walk of the IR, each shared
+    expression visited once (expressions are DAGs: a value read twice is one object)."""
+    names, seen, stack = set(), set(), [s]
+    while stack:
+        x = stack.pop()
+        if id(x) in seen or isinstance(x, (Const, Var, LocalRef, str, int, float, np.dtype)):
+            continue
+        seen.add(id(x))
+        if isinstance(x, (list, tuple)):
+            stack.extend(x)
+            continue
+        buf = getattr(x, "buf", None)
+        if buf is not None:
+            names.add(buf)
+        if hasattr(x, "__dataclass_fields__"):
+            stack.extend(getattr(x, f) for f in x.__dataclass_fields__ if f != "dtype")
+    return names
 
 
 def lower(graph: Graph, plan: FusionPlan, bufs: BufferPlan) -> list[Kernel]:

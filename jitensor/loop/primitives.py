@@ -73,7 +73,7 @@ import numpy as np
 from ..errors import JitensorError
 from . import schedule as _schedule
 from .ir import (Assign, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef, Seq, Stmt, Store,
-                 Var, c64, iadd, idiv, imod, imul, isub, walk)
+                 Var, c64, count_refs, iadd, idiv, imod, imul, isub, walk)
 
 
 class ScheduleError(JitensorError):
@@ -859,9 +859,8 @@ def _seq_of_decl(s: Stmt, name: str):
 
 
 def _uses(s, name) -> int:
-    if isinstance(s, Stmt):
-        return sum(1 for x in _all_exprs(s) if isinstance(x, LocalRef) and x.name == name)
-    return sum(1 for x in walk(s) if isinstance(x, LocalRef) and x.name == name)
+    """References to local `name` under s, every path counted."""
+    return count_refs(s, lambda x: isinstance(x, LocalRef) and x.name == name)
 
 
 def _assigned(s: Stmt) -> set:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from .ir import (Assign, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef, Prefetch, Seq, Stmt,
-                 Store, Var, c64, iadd, imul, walk)
+                 Store, Var, c64, iadd, imul, nodes, walk)
 
 
 @dataclass(frozen=True)
@@ -54,15 +54,7 @@ def from_affine(f: dict) -> Expr:
 
 
 def _uses(e, name) -> bool:
-    if isinstance(e, Var):
-        return e.name == name
-    if isinstance(e, (Const, LocalRef)):
-        return False
-    if isinstance(e, (tuple, list)):
-        return any(_uses(x, name) for x in e)
-    if hasattr(e, "__dataclass_fields__"):
-        return any(_uses(getattr(e, f), name) for f in e.__dataclass_fields__ if f != "dtype")
-    return False
+    return any(isinstance(x, Var) and x.name == name for x in nodes(e))
 
 
 class _NotAffine(Exception):
@@ -85,7 +77,15 @@ def _subst_fuse(node, outer: str, inner: str, inner_extent: int, fused: str):
         f[fused] = f.get(fused, 0) + ci
         return from_affine(f)
 
-    def ex(e):
+    memo: dict = {}
+
+    def ex(e):  # memoized by object: expressions are DAGs, rebuilding them as trees would copy shared parts
+        hit = memo.get(id(e))
+        if hit is None or hit[0] is not e:
+            hit = memo[id(e)] = (e, _ex(e))
+        return hit[1]
+
+    def _ex(e):
         if isinstance(e, Load):
             return replace(e, index=idx(e.index))
         if isinstance(e, Var):
@@ -207,29 +207,19 @@ def work(s) -> int:
     return 1 + _size(getattr(s, "value", None) or getattr(s, "init", None) or getattr(s, "cond", None))
 
 
-def _size(e, depth=0) -> int:
-    if e is None or depth > 50:
+def _size(e) -> int:
+    """Loads and ops of an expression, each shared subexpression once (the code computes it once)."""
+    if e is None:
         return 0
-    if isinstance(e, Call):
-        return (8 if e.op in COSTLY_CALLS else 1) + sum(_size(a, depth + 1) for a in e.args)
-    if isinstance(e, Cast):
-        return _size(e.x, depth + 1)
-    if isinstance(e, Load):
-        return 1
-    return 0
+    return sum((8 if x.op in COSTLY_CALLS else 1) if isinstance(x, Call) else int(isinstance(x, Load))
+               for x in walk(e))
 
 
 COMBINE_OPS = ("reduce_add", "reduce_mul", "maximum", "minimum", "logical_or", "logical_and")
 
 
-def _refs(e, name) -> int:
-    if isinstance(e, LocalRef):
-        return int(e.name == name)
-    if isinstance(e, (tuple, list)):
-        return sum(_refs(x, name) for x in e)
-    if hasattr(e, "__dataclass_fields__") and not isinstance(e, (Const, Var)):
-        return sum(_refs(getattr(e, f), name) for f in e.__dataclass_fields__ if f != "dtype")
-    return 0
+def _refs(e, name) -> bool:
+    return any(isinstance(x, LocalRef) and x.name == name for x in nodes(e))
 
 
 def vector_lanes(loop: For, vector_bits: int) -> int:
@@ -260,13 +250,7 @@ def vector_lanes(loop: For, vector_bits: int) -> int:
 
 
 def _load_exprs(x):
-    if isinstance(x, Load):
-        return [x]
-    if isinstance(x, (tuple, list)):
-        return [e for y in x for e in _load_exprs(y)]
-    if hasattr(x, "__dataclass_fields__") and not isinstance(x, (Const, Var, LocalRef)):
-        return [e for f in x.__dataclass_fields__ if f != "dtype" for e in _load_exprs(getattr(x, f))]
-    return []
+    return [e for e in nodes(x) if isinstance(e, Load)]
 
 
 def vectorize_innermost(s: Stmt, vector_bits: int) -> Stmt:

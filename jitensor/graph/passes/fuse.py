@@ -27,6 +27,16 @@ EXPENSIVE = frozenset({"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", 
                        "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
                        "power", "hypot", "cbrt", "sigmoid", "divide", "floor_divide", "remainder", "fmod", "sqrt"})
 RECOMPUTE_LIMIT = 6  # inline a shared node if its inlined tree costs at most this many simple ops
+# A node whose inlined expression would be deeper than MAX_DEPTH levels gets a buffer: lowering and
+# code generation recurse on expression depth (a 200-step chain exhausted Python's recursion limit).
+# Expressions are DAGs (a value read twice at one index is one object), and every IR visitor walks
+# each shared expression once, so their size needs no bound of its own.
+MAX_DEPTH = 48
+MAX_INSTANCES = 8  # a node read at more distinct indices than this in its kernels gets a buffer
+# ops whose inputs are read at another index than their own (a node inlined under two of them, or under
+# one at two input positions, is computed once per index: real repeated work, unlike elementwise sharing)
+REINDEX = frozenset({"broadcast", "transpose", "slice", "reshape", "concat", "gather", "set_slice",
+                     "reduce", "matmul", "cumsum"})
 
 
 @dataclass(frozen=True)
@@ -55,33 +65,44 @@ class FusionPlan:
         return out
 
 
-def inline_cost(n: Node, materialized: set, memo: dict) -> int:
-    if id(n) in materialized or n.op in ("input", "const"):
-        return 0
-    if id(n) in memo:
-        return memo[id(n)]
+def _own_cost(n: Node) -> int:
     if n.op in ("broadcast", "transpose", "slice", "reshape"):
-        own = 0  # pure index arithmetic
-    else:
-        own = 10 if n.op in EXPENSIVE else (2 if n.op in ("gather", "concat", "set_slice") else 1)
-    c = own + sum(inline_cost(i, materialized, memo) for i in n.inputs)
-    memo[id(n)] = c
-    return c
+        return 0  # pure index arithmetic
+    return 10 if n.op in EXPENSIVE else (2 if n.op in ("gather", "concat", "set_slice") else 1)
+
+
+def inline_cost(n: Node, materialized, memo=None, cap: int = 4 * RECOMPUTE_LIMIT) -> int:
+    """The work of inlining `n` (its tree down to buffers, each shared node counted once), up to `cap`:
+    callers only compare it with small limits, and a capped walk keeps planning linear in graph size."""
+    total, seen, stack = 0, set(), [n]
+    while stack:
+        m = stack.pop()
+        if id(m) in seen or id(m) in materialized or m.op in ("input", "const"):
+            continue
+        seen.add(id(m))
+        total += _own_cost(m)
+        if total >= cap or len(seen) > 4 * cap:
+            return cap
+        stack.extend(m.inputs)
+    return total
 
 
 def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
     """`force`: node ids that must be materialized (lowering found a row-local reduction it cannot nest)."""
     order = graph.toposort()
     users = graph.users()
-    mat: set[int] = {id(o) for o in graph.outputs} | set(force)
+    outs = {id(o) for o in graph.outputs}
+    mat: set[int] = outs | set(force)
     for n in order:
         if n.op in ANCHORS:
             mat.add(id(n))
+    _bound_repeats(order, users, mat)
+    _bound_depth(order, mat, set(), [])
     row_local: set[int] = set()
     # a reduction over trailing axes whose result feeds exactly one kernel is computed inside that kernel's
     # outer loops (softmax, layernorm: each row is reduced then consumed while it is in cache)
     for n in reversed(order):
-        if (n.op == "reduce" and id(n) not in force and id(n) not in {id(o) for o in graph.outputs}
+        if (n.op == "reduce" and id(n) not in force and id(n) not in outs
                 and n.attr("kind") not in ("argmax", "argmin") and _trailing(n)):
             ks = _consumer_kernels(n, users, mat)
             if len(ks) == 1 and ks[0].op not in ("matmul", "cumsum") and not (ks[0].op == "reduce" and not _trailing(ks[0])):
@@ -90,7 +111,6 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
     # a matmul read by one elementwise kernel of its own shape and dtype is computed there: the kernel's
     # elementwise work (bias, activation) runs on each finished tile while it is in registers
     epilogue = []
-    outs = {id(o) for o in graph.outputs}
     for n in order:
         if n.op == "matmul" and id(n) not in outs and id(n) not in force:
             ks = _consumer_kernels(n, users, mat)
@@ -104,14 +124,14 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
         if n.op in ("input", "const") or id(n) in mat or id(n) in row_local or n.op == "matmul":
             continue
         us = users.get(id(n), [])
-        memo: dict = {}
-        cost = inline_cost(n, mat, memo)
+        cost = inline_cost(n, mat)
         stretched = any(u.op == "broadcast" and _stretches_outer(n, u) for u in us)
         to_matmul = any(u.op == "matmul" for u in us) and any(
             ops.kind(m) == "elementwise" for m in _inlined_tree(n, mat))
         shared = len({id(u) for u in us}) > 1 and len({rep.get(id(k), id(k)) for k in _consumer_kernels(n, users, mat)}) > 1
         if to_matmul or (shared and cost > RECOMPUTE_LIMIT) or (stretched and cost > 2):
             mat.add(id(n))
+    _bound_depth(order, mat, row_local, epilogue)  # row-local reductions and epilogues deepened some
     # siblings share a kernel only if their trees stay plain elementwise work (no row-local reduction)
     cands: dict[int, list] = {}
     for o in graph.outputs:
@@ -125,6 +145,53 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
     plan = FusionPlan(frozenset(mat), kernels, frozenset(row_local), tuple(epilogue), sib)
     check_order(plan, graph)
     return plan
+
+
+def _bound_repeats(order: list[Node], users, mat: set) -> None:
+    """Give a buffer to each node that one kernel would compute at several different indices (a stencil
+    step read through four shifted slices by the next step) when that repeats real work. Consumers are
+    decided first (reverse topological order), so each node sees its final readers. An instance is a
+    (kernel, path) pair, the path naming the re-indexing ops (and input positions) between the node and
+    its kernel's root; reads from different kernels are the shared-node rule's business, not this one's."""
+    inst: dict[int, set] = {}
+    for n in reversed(order):
+        if n.op in ("input", "const") or id(n) in mat:
+            continue
+        cost = inline_cost(n, mat)
+        if cost == 0:  # index arithmetic over buffers all the way down: nothing to repeat
+            inst[id(n)] = set()
+            continue
+        seen: set = set()
+        for u in users.get(id(n), []):
+            base = {(id(u), 0)} if id(u) in mat else inst[id(u)]
+            if u.op in REINDEX:
+                seen |= {(kn, hash((p, id(u), k))) for kn, p in base for k, i in enumerate(u.inputs) if i is n}
+            else:
+                seen |= base
+        per_kernel: dict[int, int] = {}
+        for kn, _ in seen:
+            per_kernel[kn] = per_kernel.get(kn, 0) + 1
+        most = max(per_kernel.values(), default=0)
+        if (most > 1 and cost > RECOMPUTE_LIMIT) or most > MAX_INSTANCES or len(seen) > 8 * MAX_INSTANCES:
+            mat.add(id(n))
+        else:
+            inst[id(n)] = seen
+
+
+def _bound_depth(order: list[Node], mat: set, row_local: set, epilogue: list) -> None:
+    """Give a buffer to each node whose inlined expression would be deeper than MAX_DEPTH. A row-local
+    reduction or an epilogue matmul that needs one is materialized as a plain kernel instead."""
+    depth: dict[int, int] = {}
+    for n in order:
+        if n.op in ("input", "const") or id(n) in mat:
+            continue
+        d = 1 + max((depth[id(i)] for i in n.inputs if id(i) in depth), default=0)
+        if d > MAX_DEPTH:
+            mat.add(id(n))
+            row_local.discard(id(n))
+            epilogue[:] = [(r, m) for r, m in epilogue if m is not n]
+            continue
+        depth[id(n)] = d
 
 
 def _kernel_inputs(root: Node, mat) -> set[int]:
