@@ -918,6 +918,7 @@ def main(argv=None) -> int:
     ap.add_argument("--programs", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--size", choices=["any", "small", "threshold", "large"], default="any")
+    ap.add_argument("--minutes", type=float, help="stop after this long (and print the summary)")
     ap.add_argument("--show", type=int, help="print the program of this seed and exit")
     ap.add_argument("--minimize", type=int, help="minimize the failing program of this seed and print it")
     ap.add_argument("--minimize-file", help="minimize the failing program of this reproducer file (tolerance 'trans')")
@@ -934,7 +935,8 @@ def main(argv=None) -> int:
         print(prog.reproducer())
         print("arguments:", describe_args(prog))
         return 0
-    res = fuzz(a.programs, a.seed, a.size, a.verbose)
+    deadline = time.perf_counter() + 60 * a.minutes if a.minutes else None
+    res = fuzz(a.programs, a.seed, a.size, a.verbose, deadline=deadline)
     print("summary:", res["counts"])
     for u in res["unsupported"]:
         print("unsupported:", u)
