@@ -310,7 +310,8 @@ class Gen:
             (noise is not None and np.dtype(noise_dtype or exact.dtype) == np.float32)
         pert = []
         if noise is not None and exact.dtype.kind == "f":
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
                 size = np.asarray(noise(exact), dtype=np.float64)
             sign = np.where(self.rng.random(exact.shape) < 0.5, -1.0, 1.0)
             for k, p in enumerate(res[1:]):

@@ -71,3 +71,32 @@ def test_power_of_a_bool_scalar_from_a_reduction():
     # x.all() is a numpy bool scalar; numpy's scalar power with a Python int gives int64 (a bool array's
     # power gives int8)
     check(_power_of_a_reduced_bool, np.arange(1, 15, dtype=np.int8).reshape(2, 7)[:, ::2])
+
+
+def _scalar_min_over_split_threshold_with_a_scalar_sibling(a0, a1, a2, a3):
+    eq = a0 == a1
+    both = np.stack([eq, np.invert(eq)], axis=2)
+    return np.reciprocal(a3), a2 + both.min()
+
+
+@pytest.mark.parametrize("rows", [4095, 8192])  # 65520 / 131072 stacked elements: either side of a split
+def test_scalar_min_over_split_threshold_with_a_scalar_sibling(rows):
+    rng = np.random.default_rng(185)
+    a0 = rng.uniform(-2, 2, size=(rows, 8))
+    a1 = rng.integers(0, 60, size=(1, rows), dtype=np.uint64).T
+    a3 = rng.uniform(0.1, 3, size=())
+    check(_scalar_min_over_split_threshold_with_a_scalar_sibling, a0, a1, np.int16(2), a3)
+
+
+def _sum_of_an_output_with_a_sibling(a1, a2, a3):
+    w = np.where(a3, np.logical_not(a1), a3)
+    return np.sum(w), np.ones_like(a2) + a2, w
+
+
+def test_sum_of_an_output_that_has_a_sibling():
+    # the merged kernel of the two same-shape outputs ran after the sum that reads one of them
+    rng = np.random.default_rng(207)
+    a1 = rng.random(size=(1, 3, 8)) < 0.5
+    a2 = rng.uniform(0.1, 3, size=(1, 6, 8))[:, ::2, :]
+    a3 = (rng.random(size=(1, 6, 8)) < 0.5)[:, ::2, :]
+    check(_sum_of_an_output_with_a_sibling, a1, a2, a3)
