@@ -17,7 +17,10 @@ cache blocks), so a changed threshold moves the fuzzer with it.
 
 Comparison is `helpers.assert_same` (exact for ints and bools, NaN/inf positions equal, per-dtype
 tolerances: 'arith' for programs of exactly rounded ops, 'trans' once a transcendental function, a
-reduction or a matmul is involved). The jitted call must leave its inputs unchanged. Ill-conditioned
+reduction or a matmul is involved; float32's for float64 results computed from float32 ones). The
+jitted call must leave its inputs unchanged; it runs on memory overwritten with 0xFF bytes (so that a
+buffer read before it is written cannot hold numpy's values by chance), then runs again (the cached
+program), and the first call's results must still be right (no output buffer handed out twice). Ill-conditioned
 programs are never generated: while the generator builds a program it evaluates it with numpy three
 times, once exactly and twice with every inexact result (transcendental functions, sums, matmuls...)
 moved by the error jitensor is allowed (a few ulp, or eps * log2(n) * sum|x| for sums) in opposite
@@ -821,6 +824,12 @@ def compare(fn, args, tol=None, params=None) -> Outcome:
                 assert b.dtype == a.dtype and b.shape == a.shape and np.array_equal(b, a, equal_nan=True), \
                     f"argument {p} was modified by the jitted call"
         assert_same(expected, got, rtol=tol)
+        # a second call (the cached program) must not write into the first call's results, which are still held
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            again = jf(*args)
+        assert_same(expected, got, rtol=tol, path="first call's result after a second call")
+        assert_same(expected, again, rtol=tol, path="second call's result")
     except AssertionError as e:
         return Outcome("mismatch", str(e))
     return Outcome("ok")
