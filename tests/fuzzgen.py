@@ -91,7 +91,9 @@ def thresholds() -> dict[str, list[int]]:
     nr = [2 * (t.vector_bits // 8 // s) for s in (4, 8)]
     th["gemm.MR"] = around(gemm.MR, 2 * gemm.MR)
     th["gemm.NR"] = around(*nr)
-    th["gemm.KC"] = around(*(max(64, min(512, t.l1d // (n * s) // 8 * 8)) for n, s in zip(nr, (4, 8))))
+    kc = [max(64, min(512, t.l1d // (n * s) // 8 * 8)) for n, s in zip(nr, (4, 8))]
+    th["gemm.KC"] = around(*kc)
+    th["gemm.NC"] = around(*(max(n, (t.l2 // 2 // (k * s)) // n * n) for n, k, s in zip(nr, kc, (4, 8))))
     return th
 
 
@@ -339,7 +341,8 @@ class Gen:
 
     # noise models: the error jitensor may make on top of numpy's for each inexact op
     def ulps(self, k=4, dtype=None):
-        return lambda e: k * _eps(dtype or e.dtype) * np.abs(e)
+        """k units in the last place of the result (absolute ones for subnormals) in `dtype` (default: its own)."""
+        return lambda e: k * np.abs(np.spacing(np.abs(e).astype(dtype or e.dtype))).astype(np.float64)
 
     def sum_noise(self, x: Val, expr_abs: str):
         """eps * (2 + log2 n) * sum|x| over the reduced elements (expr_abs: the same reduction of |x|)."""
@@ -495,7 +498,7 @@ class Gen:
         if x is None:
             return
         K = x.v.shape[-1]
-        N = int(r.choice(TH["gemm.NR"] + TH["gemm.MR"] + [1, 3]))
+        N = int(r.choice(TH["gemm.NR"] + TH["gemm.MR"] + TH["gemm.NC"] + [1, 3]))
         form = int(r.integers(4))
         if form == 0:
             w = self.new_arg((K, N), str(x.v.dtype))
@@ -718,6 +721,8 @@ class Gen:
         outs = list(dict.fromkeys(outs))
         if len(outs) > 1 and r.random() < 0.25:
             self.prog.ret = "{" + ", ".join(f"'{o}': {o}" for o in outs) + "}"
+        elif len(outs) > 1 and r.random() < 0.1:
+            self.prog.ret = "[" + ", ".join(outs) + "]"
         else:
             self.prog.ret = "(" + ", ".join(outs) + ",)" if len(outs) > 1 or r.random() < 0.5 else outs[0]
         lowp = any(v.lowp and v.v.dtype == np.float64 for v in self.vals if v.name in outs)
@@ -857,8 +862,8 @@ def minimize(prog: Program) -> Program:
     while changed:
         changed = False
         ret = prog.ret
-        if ret.startswith(("(", "{")):
-            items = [x.strip() for x in ret.strip("(){},").split(",") if x.strip()]
+        if ret.startswith(("(", "{", "[")):
+            items = [x.strip() for x in ret.strip("(){}[],").split(",") if x.strip()]
             if ret.startswith("{"):
                 items = [x.split(":")[1].strip() for x in items]
             for i in range(len(items)):
