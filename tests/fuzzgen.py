@@ -472,7 +472,6 @@ class Gen:
         else:
             kw = ("" if axis is None else f"axis={axis}, ") + f"keepdims={bool(r.random() < 0.5)}"
         form = f"{x.name}.{kind}({kw})" if r.random() < 0.6 else f"np.{kind}({x.name}{', ' + kw if kw else ''})"
-        ax = "" if axis is None else f"axis={axis}"
         noise = None
         if kind in ("sum", "mean"):
             noise = self.sum_noise(x, f"X.{kind}({kw})")
@@ -480,7 +479,6 @@ class Gen:
             noise = (lambda e, n=x.v.size: 4 * (2 + math.log2(max(2, n))) * _eps(e.dtype) * np.abs(e))
         elif kind == "prod":
             noise = (lambda e, n=x.v.size: (2 + min(n, 64)) * _eps(e.dtype) * np.abs(e))
-        _ = ax
         self.add(form, noise)
 
     def op_cumsum(self):
@@ -502,7 +500,7 @@ class Gen:
         form = int(r.integers(4))
         if form == 0:
             w = self.new_arg((K, N), str(x.v.dtype))
-            src, absrc = f"{x.name} @ {w.name}", None
+            src = f"{x.name} @ {w.name}"
         elif form == 1:
             w = self.new_arg((N, K), str(x.v.dtype))
             src = f"np.dot({x.name}, {w.name}.T)"
