@@ -100,3 +100,20 @@ def test_sum_of_an_output_that_has_a_sibling():
     a2 = rng.uniform(0.1, 3, size=(1, 6, 8))[:, ::2, :]
     a3 = (rng.random(size=(1, 6, 8)) < 0.5)[:, ::2, :]
     check(_sum_of_an_output_with_a_sibling, a1, a2, a3)
+
+
+def _uint64_int64_comparisons(a, b):
+    return a >= b, a < b, a == b, a != b, a > b, a <= b, b >= a, b < a, b == a, b != a, b > a, b <= a
+
+
+@pytest.mark.parametrize("n", [3, 37, 1000])  # scalar tail only, and vector lanes
+def test_uint64_int64_comparison_is_exact(n):
+    # numpy has exact uint64/int64 comparison loops: a negative int64 is below every uint64, and a uint64
+    # above 2**63 is above every int64 (neither operand may be reinterpreted in the other's type)
+    rng = np.random.default_rng(40078)
+    a = rng.integers(0, 2 ** 64, size=n, dtype=np.uint64)
+    b = rng.integers(-2 ** 63, 2 ** 63, size=n, dtype=np.int64)
+    a[:3], b[:3] = [5, 2 ** 63 + 1, 0], [-3, -1, 0]
+    b[n // 2:] = a[n // 2:].astype(np.int64)  # equal values where they fit, wrapped ones elsewhere
+    check(_uint64_int64_comparisons, a, b)
+    check(_uint64_int64_comparisons, a[::-2], b[::-2])  # strided views
