@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+import fuzzgen
 from helpers import check
 
 
@@ -117,3 +118,29 @@ def test_uint64_int64_comparison_is_exact(n):
     b[n // 2:] = a[n // 2:].astype(np.int64)  # equal values where they fit, wrapped ones elsewhere
     check(_uint64_int64_comparisons, a, b)
     check(_uint64_int64_comparisons, a[::-2], b[::-2])  # strided views
+
+
+def _row_reduction_of_a_costly_value_and_its_sibling(x, d):
+    v = x % d  # costly enough (inline cost >= 10) for softmax's row cache
+    e = np.exp(v - v.max(axis=-1, keepdims=True))
+    return e + 1, v + 1
+
+
+def _row_reduction_of_a_cheap_value_and_its_sibling(x, d):
+    v = x * d  # cheap: no row cache
+    e = np.exp(v - v.max(axis=-1, keepdims=True))
+    return e + 1, v + 1
+
+
+@pytest.mark.parametrize("fn", [_row_reduction_of_a_costly_value_and_its_sibling,
+                                _row_reduction_of_a_cheap_value_and_its_sibling])
+@pytest.mark.parametrize("shape", [(4, 100), (68, 511), (300, 1000)])  # below/above the thread pool's work
+def test_row_cache_is_used_only_by_the_kernel_that_computes_the_reduction(fn, shape):
+    # the kernel of `v + 1` (which does not compute the row max) read v back from its own output row, as if
+    # the row cache of the softmax kernel had stored it there: it got uninitialized memory
+    rng = np.random.default_rng(402)
+    x = rng.uniform(-2, 2, size=shape)
+    d = rng.uniform(0.1, 3, size=(shape[0], 1))
+    # on memory poisoned after numpy's run: numpy's freed temporary x % d would otherwise hide the bug
+    out = fuzzgen.compare(fn, (x, d), "trans")
+    assert out.status == "ok", out.detail
