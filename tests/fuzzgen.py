@@ -839,7 +839,9 @@ def compare(fn, args, tol=None, params=None) -> Outcome:
 
 
 def _kind(detail: str) -> str:
-    return detail.split(":")[1].split("(")[0].strip() if ":" in detail else detail[:40]
+    """What went wrong, without the numbers (counts and values change as a program shrinks)."""
+    head = detail.split(":")[1].split("(")[0] if ":" in detail else detail[:40]
+    return re.sub(r"[-+.\de]+", "#", head).strip()
 
 
 def minimize(prog: Program) -> Program:
