@@ -168,6 +168,14 @@ class Program:
         return tuple(ns[p] for p in self.params)
 
 
+def _sequential(shape, axes) -> int:
+    """How many terms numpy adds one after another (not pairwise) in a reduction over `axes` (None: all)."""
+    nd = len(shape)
+    axes = tuple(range(nd)) if axes is None else tuple(a % nd for a in (axes if isinstance(axes, tuple) else (axes,)))
+    n = int(np.prod([shape[a] for a in axes], dtype=np.int64))
+    return n // max(1, shape[-1]) if nd - 1 in axes else n
+
+
 def _eps(dt) -> float:
     dt = np.dtype(dt)
     return float(np.finfo(dt).eps) if dt.kind == "f" else 0.0
@@ -344,13 +352,17 @@ class Gen:
         """k units in the last place of the result (absolute ones for subnormals) in `dtype` (default: its own)."""
         return lambda e: k * np.abs(np.spacing(np.abs(e).astype(dtype or e.dtype))).astype(np.float64)
 
-    def sum_noise(self, x: Val, expr_abs: str):
-        """eps * (2 + log2 n) * sum|x| over the reduced elements (expr_abs: the same reduction of |x|)."""
+    def sum_noise(self, x: Val, expr_abs: str, axes=None):
+        """eps * (2 + log2 n + sequential / 4) * sum|x| over the reduced elements (expr_abs: the same reduction
+        of |x|): numpy sums pairwise along the last axis only; along other axes it adds one slice at a time,
+        and its float32 error there grows with the count (jitensor, accumulating in float64, is closer)."""
+        seq = _sequential(x.v.shape, axes)
+
         def f(e):
             n = max(1, x.v.size // max(1, e.size))
             with np.errstate(all="ignore"):
                 s = eval(expr_abs, {"np": np, "X": np.abs(x.v.astype(np.float64))})
-            return _eps(e.dtype) * (2 + math.log2(n)) * np.asarray(s)
+            return _eps(e.dtype) * (2 + math.log2(n) + seq / 4) * np.asarray(s)
         return f
 
     def step(self):
@@ -474,9 +486,10 @@ class Gen:
         form = f"{x.name}.{kind}({kw})" if r.random() < 0.6 else f"np.{kind}({x.name}{', ' + kw if kw else ''})"
         noise = None
         if kind in ("sum", "mean"):
-            noise = self.sum_noise(x, f"X.{kind}({kw})")
+            noise = self.sum_noise(x, f"X.{kind}({kw})", axis)
         elif kind in ("var", "std"):
-            noise = (lambda e, n=x.v.size: 4 * (2 + math.log2(max(2, n))) * _eps(e.dtype) * np.abs(e))
+            noise = (lambda e, n=x.v.size, q=_sequential(x.v.shape, axis):
+                     4 * (2 + math.log2(max(2, n)) + q / 4) * _eps(e.dtype) * np.abs(e))
         elif kind == "prod":
             noise = (lambda e, n=x.v.size: (2 + min(n, 64)) * _eps(e.dtype) * np.abs(e))
         self.add(form, noise)
@@ -488,7 +501,10 @@ class Gen:
         r = self.rng
         axis = None if (x.v.ndim == 1 or r.random() < 0.3) else int(r.integers(x.v.ndim))
         kw = "" if axis is None else f"axis={axis}"
-        self.add(f"np.cumsum({x.name}{', ' + kw if kw else ''})", self.sum_noise(x, f"np.cumsum(X{', ' + kw if kw else ''})"))
+        seq_axis = axis if axis is not None else 0  # a running sum is sequential along its axis
+        src, absrc = f"np.cumsum({x.name}{', ' + kw if kw else ''})", f"np.cumsum(X{', ' + kw if kw else ''})"
+        noise = self.sum_noise(x if axis is not None else Val(x.name, x.v.reshape(-1), [], False), absrc, seq_axis)
+        self.add(src, noise)
 
     def op_matmul(self):
         r = self.rng
@@ -554,7 +570,7 @@ class Gen:
 
         def centred(e, x=x, n=n, ax=ax):  # x - mean: the mean's error is absolute, eps * log2(n) * mean|x|
             m = np.abs(x.v.astype(np.float64)).mean(axis=ax, keepdims=True)
-            return 2 * _eps(e.dtype) * ((2 + math.log2(max(n, 2))) * m + np.abs(e))
+            return 2 * _eps(e.dtype) * ((2 + math.log2(max(n, 2)) + _sequential(x.v.shape, ax) / 4) * m + np.abs(e))
         if c == 0:
             self.add(f"{X} - {X}.mean(axis={ax}, keepdims=True)", centred)
         elif c == 1:
@@ -562,10 +578,11 @@ class Gen:
         elif c == 2:
             e = self.add(f"np.exp({X} - {X}.max(axis={ax}, keepdims=True))", self.ulps(8))
             if e is not None:
-                self.add(f"{e.name} / {e.name}.sum(axis={ax}, keepdims=True)", self.ulps(8 + 2 * int(math.log2(n + 1))))
+                self.add(f"{e.name} / {e.name}.sum(axis={ax}, keepdims=True)",
+                         self.ulps(8 + 2 * int(math.log2(n + 1)) + _sequential(x.v.shape, ax) // 4))
         else:
             self.add(f"{X} / np.sqrt(({X} * {X}).mean(axis={ax}, keepdims=True) + 1e-5)",
-                     self.ulps(8 + 2 * int(math.log2(n + 1))))
+                     self.ulps(8 + 2 * int(math.log2(n + 1)) + _sequential(x.v.shape, ax) // 4))
 
     def op_more_shapes(self):
         x = self.pick(lambda v: v.v.ndim >= 1)
@@ -591,11 +608,11 @@ class Gen:
             y = self.new_arg((int(r.choice(TH["lanes"])),), self._dtype())
             self.add(f"np.outer({X}, {y.name})")
         elif c == 7 and x.v.dtype.kind == "f":
-            self.add(f"np.linalg.norm({X})", self.ulps(8 + 2 * int(math.log2(x.v.size + 1))))
+            self.add(f"np.linalg.norm({X})", self.ulps(8 + 2 * int(math.log2(x.v.size + 1)) + _sequential(x.v.shape, None) // 4))
         elif c == 8 and nd >= 2:
             kind = str(r.choice(["sum", "max", "min", "any"]))
             self.add(f"{X}.{kind}(axis=(0, 1))",
-                     self.sum_noise(x, "X.sum(axis=(0, 1))") if kind == "sum" else None)
+                     self.sum_noise(x, "X.sum(axis=(0, 1))", (0, 1)) if kind == "sum" else None)
 
     def op_where(self):
         x = self.pick()
@@ -710,7 +727,8 @@ class Gen:
                 if kind in ("mean", "std") and v.v.dtype == bool:
                     continue
                 noise = None if kind in ("max", "min") else (
-                    self.sum_noise(v, f"X.{kind}()") if kind in ("sum", "mean") else self.ulps(8 + int(math.log2(v.v.size + 1)) * 4))
+                    self.sum_noise(v, f"X.{kind}()") if kind in ("sum", "mean")
+                    else self.ulps(8 + int(math.log2(v.v.size + 1)) * 4 + _sequential(v.v.shape, None) // 4))
                 got = self.add(f"{v.name}.{kind}()", noise)
                 if got is not None:
                     outs.append(got.name)
