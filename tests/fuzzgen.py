@@ -488,8 +488,13 @@ class Gen:
         if kind in ("sum", "mean"):
             noise = self.sum_noise(x, f"X.{kind}({kw})", axis)
         elif kind in ("var", "std"):
-            noise = (lambda e, n=x.v.size, q=_sequential(x.v.shape, axis):
-                     4 * (2 + math.log2(max(2, n)) + q / 4) * _eps(e.dtype) * np.abs(e))
+            def noise(e, x=x, q=_sequential(x.v.shape, axis), axis=axis, kind=kind):
+                # relative to the spread, plus the cancellation of x - mean: eps * mean(x^2) in the variance
+                # (its square root in the standard deviation, for nearly constant data)
+                k = 4 * (2 + math.log2(max(2, x.v.size)) + q / 4) * _eps(e.dtype)
+                ms = np.square(x.v.astype(np.float64)).mean(axis=axis)
+                ms = ms.reshape(e.shape) if np.size(ms) == e.size else ms
+                return k * np.abs(e) + (k * ms if kind == "var" else np.sqrt(k * ms))
         elif kind == "prod":
             noise = (lambda e, n=x.v.size: (2 + min(n, 64)) * _eps(e.dtype) * np.abs(e))
         self.add(form, noise)
@@ -726,9 +731,11 @@ class Gen:
                 kind = str(r.choice(["mean", "sum", "max", "std", "min"]))
                 if kind in ("mean", "std") and v.v.dtype == bool:
                     continue
+                def std_noise(e, v=v):  # (as in op_reduce)
+                    k = 4 * (2 + math.log2(max(2, v.v.size)) + _sequential(v.v.shape, None) / 4) * _eps(e.dtype)
+                    return k * np.abs(e) + np.sqrt(k * np.square(v.v.astype(np.float64)).mean())
                 noise = None if kind in ("max", "min") else (
-                    self.sum_noise(v, f"X.{kind}()") if kind in ("sum", "mean")
-                    else self.ulps(8 + int(math.log2(v.v.size + 1)) * 4 + _sequential(v.v.shape, None) // 4))
+                    self.sum_noise(v, f"X.{kind}()") if kind in ("sum", "mean") else std_noise)
                 got = self.add(f"{v.name}.{kind}()", noise)
                 if got is not None:
                     outs.append(got.name)
