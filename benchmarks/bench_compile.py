@@ -3,10 +3,11 @@
     python benchmarks/bench_compile.py            # writes section `jit` of RESULTS.md
     python benchmarks/bench_compile.py --no-write
 
-1. First call of a 10-op elementwise function in a fresh process (`python -c`), with an empty cache
-   directory (cold compile), each followed by a fresh process with the directory it filled (first call
-   loaded from the disk cache); `--runs` pairs (default 5), median of each. The time is measured inside
-   the process around the first call only (imports excluded).
+1. First call of a 10-op elementwise function in a fresh process (`python -c`, this checkout's jitensor),
+   with an empty cache directory (cold compile), each followed by a fresh process with the directory it
+   filled (first call loaded from the disk cache); `--runs` pairs (default 5), median of each, with
+   Python's bytecode cache on and off. Reported separately: `import jitensor`, the first decoration, the
+   first call, and decoration + first call (the disk-hit targets: <= 10 ms, >= 10x faster than cold).
 2. Cached-call overhead: per-call time of jitensor and of numpy on 1000-element float32 arrays for
    functions of 1, 2 and 4 array arguments (median over batches of back-to-back calls), and the
    difference jitensor − numpy.
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import os
 import statistics
 import sys
 import tempfile
@@ -58,12 +60,14 @@ import sys, time
 import numpy as np
 sys.path.insert(0, {str(harness.HERE)!r})
 from bench_compile import ten_ops
+ti = time.perf_counter()
 import jitensor
+ti = time.perf_counter() - ti
 rng = np.random.default_rng(0)
 x = rng.standard_normal({FIRSTCALL_N}, dtype=np.float32)
 y = rng.standard_normal({FIRSTCALL_N}, dtype=np.float32)
 td = time.perf_counter()
-f = jitensor.jit(ten_ops)  # the first decoration starts LLVM and loads the compiler, once per process
+f = jitensor.jit(ten_ops)  # the first decoration starts LLVM and loads the runtime, once per process
 td = time.perf_counter() - td
 t0 = time.perf_counter()
 r = f(x, y)
@@ -72,6 +76,7 @@ t1 = time.perf_counter()
 f(x, y)
 t2 = time.perf_counter() - t1
 ci = f.cache_info()
+print(f"RESULT import={{ti}}")
 print(f"RESULT first_call={{t}}")
 print(f"RESULT decorate={{td}}")
 print(f"RESULT second_call={{t2}}")
@@ -79,25 +84,35 @@ print(f"RESULT disk_hits={{ci.disk_hits}}")
 print(f"RESULT correct={{int(np.allclose(r, ten_ops(x, y), rtol=1e-4, atol=1e-6))}}")
 """
 
-IMPORT_CODE = """
-import time
-t0 = time.perf_counter()
-import jitensor
-print(f"RESULT import={time.perf_counter() - t0}")
-"""
+# The jitensor of this checkout, whatever is installed.
+_SRC_ENV = {"PYTHONPATH": os.pathsep.join(p for p in (str(harness.HERE.parent), os.environ.get("PYTHONPATH")) if p)}
 
 
-def first_call_runs(runs: int):
+def _bytecode_env(on: bool) -> dict:
+    """Bytecode cache on: the harness's shared prefix (filled by a discarded run). Off: like `python -B` with
+    an empty `PYTHONPYCACHEPREFIX`, so every module (jitensor's own, and numpy's) is compiled from source."""
+    if on:
+        return dict(harness.bytecode_env())
+    return {"PYTHONDONTWRITEBYTECODE": "1", "PYTHONPYCACHEPREFIX": tempfile.mkdtemp(prefix="bench-nopyc-")}
+
+
+def first_call_runs(runs: int, bytecode: bool):
     """Per run: a fresh process with a fresh, empty cache directory (cold), then a fresh process with the
-    directory it filled (disk). Back to back, so that an edit of jitensor in between spoils one pair only."""
-    out = {"cold": ([], []), "disk": ([], []), "decorate": ([], [])}
+    directory it filled (disk). Back to back, so that an edit of jitensor in between spoils one pair only.
+    Returns {measure: (values, notes)} for cold/disk first calls and the disk process's import and
+    decoration times."""
+    out = {k: ([], []) for k in ("cold", "disk", "import", "decorate", "total")}
     # a discarded run first: fills the bytecode cache (and the OS file cache)
-    harness.run_fresh(FIRSTCALL_CODE, env={"JITENSOR_CACHE_DIR": tempfile.mkdtemp(prefix="jitensor-bench-cache-")})
+    harness.run_fresh(FIRSTCALL_CODE, env={"JITENSOR_CACHE_DIR": tempfile.mkdtemp(prefix="jitensor-bench-cache-"),
+                                           "JITENSOR_DISABLE_CACHE": None, **_SRC_ENV, **_bytecode_env(bytecode)},
+                      bytecode_cache=False)
     for _ in range(runs):
         d = tempfile.mkdtemp(prefix="jitensor-bench-cache-")
         for mode in ("cold", "disk"):
             vals, notes = out[mode]
-            res = harness.run_fresh(FIRSTCALL_CODE, env={"JITENSOR_CACHE_DIR": d, "JITENSOR_DISABLE_CACHE": None})
+            res = harness.run_fresh(FIRSTCALL_CODE, env={"JITENSOR_CACHE_DIR": d, "JITENSOR_DISABLE_CACHE": None,
+                                                         **_SRC_ENV, **_bytecode_env(bytecode)},
+                                    bytecode_cache=False)
             note = ""
             if "error" in res:
                 note = f"ERROR: {res['error']}"
@@ -109,25 +124,46 @@ def first_call_runs(runs: int):
                     note = "unexpected disk-cache hit" if hit else "NOT loaded from the disk cache"
                 if mode == "cold" or hit:
                     vals.append(res["first_call"])
-                if "decorate" in res:
+                if mode == "disk" and hit:
+                    out["import"][0].append(res["import"])
                     out["decorate"][0].append(res["decorate"])
+                    out["total"][0].append(res["decorate"] + res["first_call"])
             if note:
                 notes.append(note)
             print(f"  {mode}: {harness.fmt_time(res.get('first_call'))} {note}".rstrip(), flush=True)
-    out = {k: (v, sorted(set(n))) for k, (v, n) in out.items()}
-    imports = []
-    harness.run_fresh(IMPORT_CODE)
-    for _ in range(3):
-        res = harness.run_fresh(IMPORT_CODE)
-        if "import" in res:
-            imports.append(res["import"])
-    return out, imports
+    return {k: (v, sorted(set(n))) for k, (v, n) in out.items()}
+
+
+def first_call_rows(runs: int) -> list:
+    rows = []
+    for bytecode in (True, False):
+        cache = "bytecode cache on" if bytecode else "bytecode cache off (`-B`, empty PYTHONPYCACHEPREFIX)"
+        print(f"  -- {cache}", flush=True)
+        fc = first_call_runs(runs, bytecode)
+        for mode, label in (("import", "`import jitensor`"),
+                            ("decorate", "first `@jitensor.jit` (LLVM start-up, once per process)"),
+                            ("disk", "first call, loaded from the disk cache"),
+                            ("total", "decoration + first call from disk"),
+                            ("cold", "first call, cold compile (empty cache dir)")):
+            vals, notes = fc[mode]
+            status = "; ".join(notes) if notes else "ok"
+            if vals:
+                rows.append([cache, label, harness.fmt_time(statistics.median(vals)), harness.fmt_time(min(vals)),
+                             harness.fmt_time(max(vals)), str(len(vals)), status])
+            else:
+                rows.append([cache, label, "", "", "", "0", status])
+        cold, disk = fc["cold"][0], fc["disk"][0]
+        if cold and disk:
+            r = statistics.median(cold) / statistics.median(disk)
+            rows.append([cache, "cold compile / first call from disk (medians)", f"{r:.1f}x", "", "", "", "ok"])
+    return rows
 
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--runs", type=int, default=5, help="fresh processes per first-call measurement (default 5)")
     ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
+    ap.add_argument("--first-call-only", action="store_true", help="skip the cached-call overhead (implies --no-write)")
     args = ap.parse_args(argv)
     t_start = time.perf_counter()
     stamp = harness.source_stamp()
@@ -136,22 +172,13 @@ def main(argv=None):
         print(f"{k}: {v}")
 
     print(f"\nfirst call of a 10-op elementwise function ({FIRSTCALL_N} float32), fresh processes:")
-    fc, imports = first_call_runs(args.runs)
-    fc_rows = []
-    for mode, label in (("cold", "cold compile (empty cache dir)"), ("disk", "load from the disk cache"),
-                        ("decorate", "first `@jitensor.jit` in the process (LLVM start-up, once)")):
-        vals, notes = fc[mode]
-        status = "; ".join(notes) if notes else "ok"
-        if vals:
-            fc_rows.append([label, harness.fmt_time(statistics.median(vals)), harness.fmt_time(min(vals)),
-                            harness.fmt_time(max(vals)), str(len(vals)), status])
-        else:
-            fc_rows.append([label, "", "", "", "0", status])
-    if imports:
-        fc_rows.append(["`import jitensor` (for reference)", harness.fmt_time(statistics.median(imports)),
-                        harness.fmt_time(min(imports)), harness.fmt_time(max(imports)), str(len(imports)), "ok"])
-    fc_header = ["first call", "median", "min", "max", "runs", "status"]
+    fc_rows = first_call_rows(args.runs)
+    fc_header = ["python", "measure", "median", "min", "max", "runs", "status"]
 
+    if args.first_call_only:
+        print()
+        print(harness.text_table(fc_header, fc_rows))
+        return
     print("\ncached-call overhead (1000-element float32 arrays):")
     rng = np.random.default_rng(0)
     arrs = [rng.standard_normal(1000, dtype=np.float32) for _ in range(4)]
@@ -179,7 +206,7 @@ def main(argv=None):
     ov_header = ["function", "numpy per call", "jitensor per call", "jitensor − numpy", "samples"]
 
     print()
-    print(harness.text_table(fc_header, fc_rows, group=False))
+    print(harness.text_table(fc_header, fc_rows))
     print()
     print(harness.text_table(ov_header, ov_rows, group=False))
     total = time.perf_counter() - t_start
@@ -194,9 +221,10 @@ def main(argv=None):
                                                              f"{total:.0f} s"}), "",
                  *([f"**Warning**: {edited}.", ""] if edited else []),
                  f"### First call of a 10-op elementwise function in a fresh process ({FIRSTCALL_N} float32 elements)",
-                 "", "Measured inside the process around the first call only (imports and the one-time start-up at the "
-                 "first decoration excluded, shown separately); cold = empty `JITENSOR_CACHE_DIR`, disk = the "
-                 "directory a cold run filled.", "",
+                 "", "Measured inside each fresh process: `import jitensor`, the first decoration (one-time start-up) "
+                 "and the first call, separately, and decoration + first call together; cold = empty "
+                 "`JITENSOR_CACHE_DIR`, disk = the directory a cold run filled. With the bytecode cache off every "
+                 "module is compiled from source, as on the first run after an install.", "",
                  harness.markdown_table(fc_header, fc_rows), "",
                  "### Cached-call overhead vs numpy (1000-element float32 arrays)", "",
                  "Per-call time, median over batches of back-to-back calls (interleaved numpy, jitensor).", "",

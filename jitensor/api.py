@@ -50,6 +50,21 @@ def _flatten(x, leaves: list):
                         "or tuples/lists/dicts of them, or mark the argument static (static_argnames=...)")
 
 
+def _leaf_names(tree, names) -> list[str]:
+    """The user's name for each leaf of a flattened call: `x`, `pair[1]`, `cfg['lr']` (for messages)."""
+    out: list = []
+
+    def walk(t, path):
+        if t in ("A", "S"):
+            out.append(path)
+        elif t is not None:
+            for k, sub in (zip(t[1], t[2]) if t[0] == "dict" else enumerate(t[1])):
+                walk(sub, f"{path}[{k!r}]")
+    for name, t in zip(names, tree[1]):
+        walk(t, name)
+    return out
+
+
 def _unflatten(tree, it):
     if tree in ("A", "S"):
         return next(it)
@@ -86,16 +101,28 @@ _warmed = False
 
 
 def _warm_up():
-    """Load the compiler and LLVM once, when the first function is decorated (usually at import of the user's
-    module), so that a first call pays only for tracing and compiling (or loading) its own code."""
+    """Load what every first call needs (the tracer's numpy table, LLVM's object loader, the host target, the
+    compiler's fingerprint) once, when the first function is decorated (usually at import of the user's
+    module), so that a first call pays only for tracing and loading (or compiling) its own code. The
+    compile-time stages are imported on the first miss: a process served by the disk cache never loads them."""
     global _warmed
     if _warmed or os.environ.get("JITENSOR_LAZY_INIT"):
         return
     _warmed = True
-    from . import compiler  # noqa: F401
+    from . import compiler
+    from .frontend import numpy_api  # noqa: F401
     from .runtime import program  # noqa: F401
     from .target import host
     host()
+    compiler.compiler_fingerprint()
+
+
+class _Ref:
+    """Where a bound parameter comes from in a call (see JitFunction._plan)."""
+    __slots__ = ("how", "ref")
+
+    def __init__(self, how, ref):
+        self.how, self.ref = how, ref
 
 
 class JitFunction:
@@ -123,6 +150,7 @@ class JitFunction:
         self.use_disk_cache = cache and os.environ.get("JITENSOR_DISABLE_CACHE", "").strip().lower() in (
             "", "0", "false", "no", "off")
         self._programs: dict = {}
+        self._plans: dict = {}  # (number of positional arguments, keyword names...) -> binding plan
         self._compiled: dict = {}
         self._info = CacheInfo()
         self._lock = threading.Lock()
@@ -164,13 +192,20 @@ class JitFunction:
         return self._compile_and_run(key, leaves, tree, statics)
 
     def _bind(self, args, kwargs):
-        try:
-            ba = self.sig.bind(*args, **kwargs)
-        except TypeError as e:
-            raise ArgumentError(f"{self.fun.__qualname__}(): {e}") from None
-        ba.apply_defaults()
+        plan = self._plans.get((len(args), *kwargs)) if not self._varargs else None
+        if plan is None:
+            try:
+                ba = self.sig.bind(*args, **kwargs)
+            except TypeError as e:
+                raise ArgumentError(f"{self.fun.__qualname__}(): {e}") from None
+            ba.apply_defaults()
+            bound = ba.arguments.items()
+            if not self._varargs:
+                self._plans[(len(args), *kwargs)] = self._plan(len(args), tuple(kwargs))
+        else:  # inspect's binding costs ~10 us a call: a call with the same shape replays its plan
+            bound = [(name, args[ref] if how == 0 else kwargs[ref] if how == 1 else ref) for name, how, ref in plan]
         dyn, statics = [], []
-        for name, v in ba.arguments.items():
+        for name, v in bound:
             if name in self._static:
                 try:
                     hash(v)
@@ -186,6 +221,13 @@ class JitFunction:
         except ArgumentError as e:
             raise ArgumentError(f"{self.fun.__qualname__}(): {e.msg}") from None
         return leaves, tree, tuple(statics)
+
+    def _plan(self, nargs: int, names: tuple) -> list:
+        """How a call with `nargs` positional arguments and these keyword names binds: per parameter, in
+        order, (name, 0, position) | (name, 1, keyword) | (name, 2, default value)."""
+        ba = self.sig.bind(*[_Ref(0, i) for i in range(nargs)], **{k: _Ref(1, k) for k in names})
+        ba.apply_defaults()
+        return [(name, v.how, v.ref) if isinstance(v, _Ref) else (name, 2, v) for name, v in ba.arguments.items()]
 
     # -- the slow path: trace and compile
     def _compile_and_run(self, key, leaves, tree, statics):
@@ -221,6 +263,7 @@ class JitFunction:
             a, b = _specs(old), _specs(key)
             if len(a) != len(b):
                 return 99, ["a different number of arguments"]
+            names = self._leaf_names_of(key, len(b))
             out, n = [], 0
             for i, (x, y) in enumerate(zip(a, b)):
                 if x == y:
@@ -229,10 +272,12 @@ class JitFunction:
                     what = [w for w, u, v in (("dtype", x[0], y[0]), ("shape", x[1], y[1]),
                                               ("strides", x[2], y[2])) if u != v]
                     n += len(what)
-                    out.append(f"new {' and '.join(what)} for argument {i}: {_fmt(y)} (before: {_fmt(x)})")
+                    st = "strides" in what  # a new layout: show the strides (in bytes, as ndarray.strides)
+                    out.append(f"new {' and '.join(what)} for argument `{names[i]}`: {_fmt(y, st)} "
+                               f"(before: {_fmt(x, st)})")
                 else:
                     n += 3
-                    out.append(f"a different kind of argument {i}: {_fmt(y)} (before: {_fmt(x)})")
+                    out.append(f"a different kind of argument `{names[i]}`: {_fmt(y)} (before: {_fmt(x)})")
             if not out and old != key:
                 n, out = 1, ["new static argument values or argument structure"]
             return n, out
@@ -241,15 +286,28 @@ class JitFunction:
         except Exception:
             return "new signature"
 
+    def _leaf_names_of(self, key, n) -> list:
+        """Argument names for the leaves of a signature key (positions when the key's structure is unknown)."""
+        try:
+            if len(key) == 3 and isinstance(key[0], tuple) and key[0][:1] == ("tuple",):
+                statics = dict(key[1])
+                names = _leaf_names(key[0], [p for p in self.sig.parameters if p not in statics])
+            else:  # the plain path's key: one array per positional parameter
+                names = _leaf_names(("tuple", ("A",) * n), self._names)
+        except Exception:
+            names = []
+        return names if len(names) == n else [str(i) for i in range(n)]
+
     def _trace(self, leaves, tree, statics):
-        from .frontend import numpy_api
+        from .frontend import numpy_api, numpy_hooks
         tracers, inputs, layouts = [], [], []
+        names = _leaf_names(tree, [n for n in self.sig.parameters if n not in dict(statics)])
         for i, a in enumerate(leaves):
             if type(a) in _SCALARS:  # np.float64 subclasses float but is a strongly typed numpy scalar
                 dt = np.dtype(bool) if isinstance(a, bool) else np.dtype(np.int64) if isinstance(a, int) \
                     else np.dtype(np.float64)
                 n = ops.input_node(i, (), dt)
-                tracers.append(Tracer(n, owner=False, weak=not isinstance(a, bool)))
+                tracers.append(Tracer(n, owner=False, py=type(a), args=(names[i] if i < len(names) else str(i),)))
                 layouts.append(())
             else:
                 arr = np.asarray(a)
@@ -277,7 +335,8 @@ class JitFunction:
                 args.extend(values[p.name])
             else:
                 kwargs[p.name] = values[p.name]
-        res = self.fun(*args, **kwargs)
+        with numpy_hooks.tracing(self.fun, statics):
+            res = self.fun(*args, **kwargs)
         out_leaves: list = []
         out_tree = _out_flatten(res, out_leaves)
         outs = []
@@ -325,6 +384,8 @@ def _out_flatten(x, leaves):
         return ("dict", keys, tuple(_out_flatten(x[k], leaves) for k in keys))
     if isinstance(x, (Tracer, np.ndarray, np.generic)) or isinstance(x, _SCALARS):
         leaves.append(x)
+        if isinstance(x, Tracer) and x._py is not None:  # r * 2 of a Python-number argument: a Python number
+            return ("leaf", x._py.__name__)
         return ("leaf", type(x).__name__ if type(x) in _SCALARS else None)
     if x is None:
         return None
@@ -352,9 +413,9 @@ def _specs(key):
     return list(key)
 
 
-def _fmt(spec):
+def _fmt(spec, strides=False):
     if isinstance(spec, tuple) and len(spec) == 3:
-        return f"{np.dtype(spec[0]).name}{list(spec[1])}"
+        return f"{np.dtype(spec[0]).name}{list(spec[1])}" + (f" strides {spec[2]}" if strides else "")
     return getattr(spec, "__name__", str(spec))
 
 

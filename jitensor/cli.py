@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import json
+import os
 import sys
 import warnings
 from typing import Callable
@@ -121,8 +122,14 @@ SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable
 }
 
 
+def _version() -> str:
+    pkg = sys.modules.get("jitensor")  # importing jitensor.cli imported the package: no extra import here
+    return getattr(pkg, "__version__", None) or "unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="jitensor", description="jitensor: a just-in-time tensor compiler for numpy code")
+    parser.add_argument("--version", action="version", version=f"jitensor {_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (add_arguments, run, help_text) in SUBCOMMANDS.items():
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -138,7 +145,16 @@ def main(argv: list[str] | None = None) -> int:
     if run is None:
         parser.print_help(sys.stderr)
         return 2
-    return run(args)
+    try:
+        rc = run(args)
+        sys.stdout.flush()  # here, not at exit: a closed pipe must end up in the handler below
+    except BrokenPipeError:
+        # `jitensor cache list | head`: the reader is gone. Point stdout at devnull so that Python's final flush
+        # does not fail again, and exit as a program killed by SIGPIPE would, without a traceback.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 128 + 13
+    return rc
 
 
 if __name__ == "__main__":

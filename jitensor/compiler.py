@@ -1,11 +1,14 @@
 """The pipeline from a traced graph to a runnable Program, in order:
 optimize (graph passes) -> plan fusion -> plan buffers -> lower -> schedule -> LLVM -> machine code.
 
-The disk cache sits in front of the LLVM step: its key is a canonical hash of everything that
-determines the machine code (see `cache_components`), so a new process reuses object code.
+The disk cache sits in front of all of it: its key is a canonical hash of everything that
+determines the machine code (see `cache_components`), and an entry holds the object code plus the
+program's manifest (`runtime/manifest.py`), so a new process builds the Program from the entry
+alone. The compile-time stages are imported only when something has to be compiled (or dumped).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import hashlib
 import logging
@@ -14,12 +17,7 @@ import time
 from dataclasses import dataclass, field
 
 from .graph.ir import Graph, format_graph
-from .graph.passes import optimize
-from .graph.passes.fuse import plan_fusion
-from .graph.passes.split import split_leading_reductions
-from .loop.ir import format_kernel
-from .loop.lower import NotRowLocal, lower, plan_buffers
-from .loop.schedule import default_schedule
+from .runtime.manifest import Launch, Manifest, ManifestError, pack, unpack
 from .runtime.program import Program
 
 log = logging.getLogger("jitensor")
@@ -30,23 +28,28 @@ SCHEDULE_VERSION = "default-4"
 class Compiled:
     program: Program
     graph: Graph                      # as traced
-    optimized: Graph
-    groups: dict
-    kernels: list
+    optimized: Graph | None           # None until needed when the program came from the disk cache
+    groups: dict | None
+    kernels: list | None
     llvm_ir: str | None = None
     optimized_ir: str | None = None
     key: str = ""
     source: str = "compiled"          # compiled | disk
     seconds: float = 0.0
     timings: dict = field(default_factory=dict)
+    layouts: tuple = ()
 
     def dump(self, what=("graph", "fused", "loop", "llvm")) -> str:
+        if self.kernels is None and ("fused" in what or "loop" in what):  # a disk hit: redo the front half
+            self.optimized, plan, _, self.kernels = front_end(self.graph, self.layouts)
+            self.groups = plan.groups(self.optimized)
         parts = []
         if "graph" in what:
             parts += ["== traced graph", format_graph(self.graph)]
         if "fused" in what:
             parts += ["== optimized graph (# group = kernel index)", format_graph(self.optimized, self.groups)]
         if "loop" in what:
+            from .loop.ir import format_kernel
             parts += ["== loop IR"] + [format_kernel(k) for k in self.kernels]
         if "llvm" in what and self.optimized_ir:
             parts += ["== LLVM IR (optimized)", self.optimized_ir]
@@ -75,7 +78,7 @@ def compiler_fingerprint() -> str:
 def cache_components(graph: Graph, layouts, target, name: str) -> dict:
     import llvmlite
     from . import __version__
-    from .codegen.llvm import binding
+    from .runtime.loader import binding
     return {
         "function": name,
         "graph": graph.fingerprint(),
@@ -89,52 +92,145 @@ def cache_components(graph: Graph, layouts, target, name: str) -> dict:
     }
 
 
-def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None, keep_ir=False) -> Compiled:
-    from .codegen.llvm import LoadedCode, build_module, compile_object
+def front_end(graph: Graph, layouts, target=None):
+    """Stages 3-6: graph passes, fusion plan, buffer plan, lowering and schedules ->
+    (optimized graph, fusion plan, buffer plan, scheduled kernels)."""
+    from .graph.passes import optimize
+    from .graph.passes.fuse import plan_fusion
+    from .graph.passes.split import split_leading_reductions
+    from .loop.lower import NotRowLocal, lower, plan_buffers
+    from .loop.schedule import default_schedule
     from .target import host
-    t0 = time.perf_counter()
-    target = host()
+    target = target or host()
     g = split_leading_reductions(optimize(graph))
     force: frozenset = frozenset()
     while True:  # a row-local reduction that cannot nest in its consumer gets a buffer instead
         plan = plan_fusion(g, force)
         bufs = plan_buffers(g, plan, layouts)
         try:
-            kernels = [default_schedule(k, target) for k in lower(g, plan, bufs)]
-            break
+            return g, plan, bufs, [default_schedule(k, target) for k in lower(g, plan, bufs)]
         except NotRowLocal as e:
-            force = force | {id(e.node)}
-    t1 = time.perf_counter()
-    disk = None
-    key = ""
-    comps = None
+            force = force | {id(n) for n in e.nodes}
+
+
+def manifest_of(bufs, kernels, graph: Graph) -> Manifest:
+    """What the runtime needs of a buffer plan and its scheduled kernels, as plain data (`runtime/manifest.py`)."""
+    from .codegen.llvm import parallel_extent
+    from .loop.schedule import work
+    arrays: list = []
+
+    def const(arr) -> int:
+        arrays.append(arr)
+        return len(arrays) - 1
+
+    consts = tuple((slot, const(arr)) for slot, arr in bufs.consts)
+    outputs = []
+    for slot, node in bufs.outputs:
+        shape, dtype = tuple(int(d) for d in node.shape), node.dtype
+        if slot is not None:
+            outputs.append((slot, None, shape, dtype))
+        elif node.op == "input":  # the function returns an input or a constant unchanged
+            outputs.append((None, ("in", int(node.attr("index"))), shape, dtype))
+        else:
+            outputs.append((None, ("const", const(node.attr("value").array)), shape, dtype))
+    launches, sites = [], {}
+    for i, k in enumerate(kernels):
+        ext = parallel_extent(k)
+        ext = None if ext is None else int(ext)
+        w = int(work(k.body))
+        grain = max(1, ext // 64) if ext and w // max(ext, 1) < 64 else 1  # tiny rows: chunk by many rows
+        grain = -(-grain // k.body.lanes) * k.body.lanes if ext and not k.template else grain
+        launches.append(Launch(f"jit_k{i}", ext, w, grain, bool(k.template)))
+        sites.update(k.sites or ())
+    temps = tuple((slot, tuple(int(d) for d in shape), dtype) for slot, shape, dtype in bufs.temps)
+    return Manifest(bufs.n_slots, tuple(bufs.inputs), tuple(outputs), temps, consts, tuple(arrays),
+                    tuple(launches), _sites(sites, graph))
+
+
+def _sites(sites: dict, graph: Graph) -> tuple:
+    """(code, source line, node) per runtime check: `node` is the position in the traced graph's toposort of
+    the op the line belongs to, so that a disk hit reports the line of its own trace (the key ignores source
+    locations: moving code around still hits)."""
+    if not sites:
+        return ()
+    lines = {}
+    for i, n in enumerate(graph.toposort()):
+        if n.where is not None:
+            lines.setdefault(str(n.where), i)
+    return tuple((code, where, lines.get(where)) for code, where in sites.items())
+
+
+def _resolve_sites(m: Manifest, graph: Graph) -> Manifest:
+    if not m.sites:
+        return m
+    nodes = graph.toposort()
+    sites = tuple((code, nodes[i].where if i is not None and i < len(nodes) and nodes[i].where is not None
+                   else where, i) for code, where, i in m.sites)
+    return dataclasses.replace(m, sites=sites)
+
+
+def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
+    """The program stored under `key`, built from its manifest alone; None on a miss. An entry whose
+    manifest does not describe this graph's program, or whose code does not load, is discarded (the
+    caller recompiles and stores a fresh one); nothing here raises into a call."""
+    from .runtime.loader import LoadedCode
+    entry = disk.load(key)
+    if entry is None:
+        return None
+    try:
+        if "manifest" not in entry.meta:
+            raise ManifestError("it has no manifest")
+        m, obj = unpack(entry.meta["manifest"], entry.payload)
+        if len(m.inputs) != len(graph.inputs):
+            raise ManifestError(f"its manifest has {len(m.inputs)} inputs, the function {len(graph.inputs)}")
+        want = [(tuple(n.shape), n.dtype) for n in graph.outputs]
+        if [(shape, dtype) for _, _, shape, dtype in m.outputs] != want:
+            raise ManifestError("its manifest's outputs are not the function's")
+        return Program(LoadedCode(obj, target, len(m.kernels)), _resolve_sites(m, graph), where=where)
+    except Exception as e:  # a bad manifest or object code: drop the entry, recompile, never fail the call
+        disk.discard(key, f"it does not load ({e})")
+        return None
+
+
+def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None, keep_ir=False) -> Compiled:
+    """Stages 3-7 for a traced graph, or only a disk-cache load when the entry exists (then the Compiled
+    record has no optimized graph or kernels; `dump` recomputes them)."""
+    from .target import host
+    t0 = time.perf_counter()
+    target = host()
+    disk, key, comps = None, "", None
     if use_disk:
         from .runtime.diskcache import default_cache, key_hash
         disk = default_cache()
         if disk.enabled:
             comps = cache_components(graph, layouts, target, name)
             key = key_hash(comps)
-    code, source, ir_text, opt_ir = None, "compiled", None, None
     if key and not keep_ir:
-        entry = disk.load(key)
-        if entry is not None:
-            try:
-                code = LoadedCode(entry.payload, target, len(kernels))
-                source = "disk"
-            except Exception as e:  # an entry that verifies but does not load: drop it, recompile, never fail
-                disk.discard(key, f"its object code does not load ({e})")
-    if code is None:
-        module = build_module(kernels, target, name=name)
-        ir_text = str(module)
-        obj, opt_ir = compile_object(module, target)
-        code = LoadedCode(obj, target, len(kernels))
-        if key:
-            disk.store(key, obj, {"name": name, "components": comps})
+        prog = _from_disk(disk, key, graph, target, where)
+        if prog is not None:
+            c = Compiled(prog, graph, None, None, None, key=key, source="disk", seconds=time.perf_counter() - t0,
+                         timings={"disk load": time.perf_counter() - t0}, layouts=tuple(layouts))
+            _dump(c)
+            return c
+    from .codegen.llvm import LoadedCode, build_module, compile_object
+    g, plan, bufs, kernels = front_end(graph, layouts, target)
+    t1 = time.perf_counter()
+    module = build_module(kernels, target, name=name)
+    ir_text = str(module)
+    obj, opt_ir = compile_object(module, target)
+    manifest = manifest_of(bufs, kernels, graph)
+    prog = Program(LoadedCode(obj, target, len(kernels)), manifest, where=where)
+    if key:
+        meta, payload = pack(manifest, obj)
+        disk.store(key, payload, {"name": name, "components": comps, "manifest": meta})
     t2 = time.perf_counter()
-    prog = Program(code, bufs, kernels, where=where)
-    c = Compiled(prog, graph, g, plan.groups(g), kernels, ir_text, opt_ir, key, source, t2 - t0,
-                 {"passes+lower": t1 - t0, "llvm" if source == "compiled" else "disk load": t2 - t1})
+    c = Compiled(prog, graph, g, plan.groups(g), kernels, ir_text, opt_ir, key, "compiled", t2 - t0,
+                 {"passes+lower": t1 - t0, "llvm": t2 - t1}, tuple(layouts))
+    _dump(c)
+    return c
+
+
+def _dump(c: Compiled) -> None:
     dump = os.environ.get("JITENSOR_DUMP")
     if dump:
         print(c.dump(tuple(dump.split(","))))
-    return c

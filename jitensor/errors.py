@@ -60,5 +60,12 @@ class CacheError(JitensorError):
     """The on-disk kernel cache is unusable (corrupt entry, unsafe directory); never raised into a user's call."""
 
 
+# Codes compiled code writes into the error word (pointer-table slot 0) when a runtime check fails; lowering
+# emits them, the runtime turns them into errors. Numbered by the disk cache's manifests: never renumber.
+ERR_INDEX, ERR_NEG_POWER = 1, 2
+ERROR_MESSAGES = {ERR_INDEX: "index out of bounds in an integer-array index (np.take / x[idx])",
+                  ERR_NEG_POWER: "Integers to negative integer powers are not allowed."}
+
+
 class CacheWarning(UserWarning):
     """A cache entry was dropped or the disk cache was disabled; the call still succeeds."""

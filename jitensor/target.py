@@ -34,7 +34,7 @@ class Target:
 
 @functools.cache
 def host() -> Target:
-    from .codegen.llvm import binding
+    from .runtime.loader import binding
     llvm = binding()
     feats = llvm.get_host_cpu_features().flatten()
     if "+avx512f" in feats:

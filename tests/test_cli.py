@@ -163,3 +163,35 @@ def test_cli_and_diskcache_import_no_heavy_modules():
     """)
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=_env(), timeout=60)
     assert r.returncode == 0, r.stderr
+
+
+def test_version(capsys):
+    import jitensor
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0
+    assert capsys.readouterr().out.strip() == f"jitensor {jitensor.__version__}"
+
+
+@pytest.mark.parametrize("args", [["cache", "list"], ["cache", "list", "--json"], ["cache", "info"]])
+def test_output_into_a_closed_pipe_ends_quietly(filled, args):
+    """`jitensor cache list | head`: the reader closes the pipe early; no traceback, SIGPIPE's exit status."""
+    d, _ = filled
+    p = subprocess.Popen([sys.executable, "-m", "jitensor.cli", *args, "--dir", str(d)], stdout=subprocess.PIPE,
+                         stderr=subprocess.PIPE, env=_env())
+    p.stdout.close()  # before the program writes anything: its first write meets a closed pipe
+    err = p.stderr.read().decode()
+    assert p.wait(timeout=60) == 141, err
+    assert "Traceback" not in err and "BrokenPipe" not in err and "Exception ignored" not in err, err
+
+
+def test_head_of_a_long_listing(tmp_path):
+    d = tmp_path / "cache"
+    c = DiskCache(str(d))
+    for i in range(300):  # more output than a pipe holds
+        comps = {"function": f"model.f{i}", "shapes": [[i]]}
+        c.store(key_hash(comps), b"x", {"name": f"model.f{i}" + "_" * 200, "components": comps})
+    r = subprocess.run(f"{sys.executable} -m jitensor.cli cache list --dir {d} | head -3", shell=True,
+                       capture_output=True, text=True, env=_env(), timeout=60)
+    assert len(r.stdout.splitlines()) == 3 and r.stdout.startswith("KEY"), r.stdout
+    assert r.stderr == "", r.stderr

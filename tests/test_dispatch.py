@@ -568,6 +568,55 @@ def test_big_endian_input_rejected_or_correct():
     x = np.arange(4, dtype=">f8")
     try:
         r = jit(lambda v: v * 2)(x)
-    except JitensorError:
+    except JitensorError as e:  # refused: the message must say which argument and why
+        assert "argument 0" in str(e) and ">f8" in str(e), str(e)
         return
     np.testing.assert_array_equal(r, x * 2)
+
+
+def test_compile_log_names_the_argument_and_its_strides(caplog):
+    """The compile log says why a call compiled; for a new layout: which argument, and old vs new strides."""
+    import logging
+    f = jitensor.jit(lambda a, b: a * 2 + b, cache=False)
+    x = np.ones((4, 6), dtype=np.float32)
+    y = np.ones((4, 6), dtype=np.float32)
+    with caplog.at_level(logging.INFO, logger="jitensor"):
+        f(x, y)
+        f(x, np.asfortranarray(y))
+        f(x[:, ::-1], y)
+        f(x.astype(np.float64), y)
+    msgs = [r.getMessage() for r in caplog.records if r.name == "jitensor"]
+    assert len(msgs) == 4, msgs
+    assert "first call" in msgs[0]
+    assert "new strides for argument `b`: float32[4, 6] strides (4, 16) (before: float32[4, 6] strides (24, 4))" \
+        in msgs[1], msgs[1]
+    assert "new strides for argument `a`" in msgs[2] and "(24, -4)" in msgs[2], msgs[2]
+    assert "new dtype and strides for argument `a`" in msgs[3] and "(48, 8)" in msgs[3], msgs[3]
+
+    g = jitensor.jit(lambda x, pair, k=1.5: x * k + pair[1], cache=False)
+    with caplog.at_level(logging.INFO, logger="jitensor"):
+        g(x, (x, y), k=2.0)
+        g(x, (x, y.T.copy().T))
+        g(x, (x, y[::-1]), k=2)
+    msgs = [r.getMessage() for r in caplog.records if r.name == "jitensor"][4:]
+    assert "new strides for argument `pair[1]`" in msgs[1], msgs[1]
+    assert "argument `k`" in msgs[2] and "argument `pair[1]`" in msgs[2], msgs[2]
+
+
+def test_bindings_replayed_from_plans_match_inspect():
+    """Calls bind through a cached plan per (positional count, keyword names): every way of passing the
+    same arguments gives numpy's result, defaults apply, and a bad call still names the problem."""
+    def f(x, y=2.0, *, scale=1, axis=0):
+        return (x * y).sum(axis=axis) * scale
+    jf = jitensor.jit(f, static_argnames=("axis",), cache=False)
+    x = np.arange(12.0).reshape(3, 4)
+    for _ in range(2):  # the second round replays the plans
+        np.testing.assert_allclose(jf(x), f(x))
+        np.testing.assert_allclose(jf(x, 3.0), f(x, 3.0))
+        np.testing.assert_allclose(jf(x, y=3.0, axis=1), f(x, y=3.0, axis=1))
+        np.testing.assert_allclose(jf(x, axis=1, y=3.0), f(x, axis=1, y=3.0))
+        np.testing.assert_allclose(jf(y=0.5, x=x, scale=4), f(y=0.5, x=x, scale=4))
+        with pytest.raises(jitensor.errors.ArgumentError, match="missing"):
+            jf(y=1.0)
+        with pytest.raises(jitensor.errors.ArgumentError, match="unexpected|got an"):
+            jf(x, z=1)

@@ -12,27 +12,15 @@ runs.
 """
 from __future__ import annotations
 
-import functools
-import os
-import threading
-
 import numpy as np
 from llvmlite import ir
 
 from ..errors import CompileError
 from ..loop import ir as L
+# loading object code lives with the runtime (a disk hit needs it without the code generator)
+from ..runtime.loader import LoadedCode, _lock, binding, load_object, target_machine  # noqa: F401
 from .semantics import emit_call, emit_cast
 from .types import F32, I1, I8, I32, I64, PTR, VOID, _suffix, mem_ty, ty
-
-_lock = threading.Lock()
-
-
-@functools.cache
-def binding():
-    import llvmlite.binding as llvm
-    llvm.initialize_native_target()
-    llvm.initialize_native_asmprinter()
-    return llvm
 
 
 class FnEmitter:
@@ -451,6 +439,10 @@ def parallel_extent(k: L.Kernel) -> int | None:
         from .gemm import gemm_units
         from ..target import host
         return gemm_units(dict(k.template[1]), host().vector_bits)
+    if k.template and k.template[0] == "gemv":
+        from .gemv import gemv_units
+        from ..target import host
+        return gemv_units(dict(k.template[1]), host().vector_bits)
     s = k.body
     return s.extent if isinstance(s, L.For) and s.kind == "parallel" else None
 
@@ -471,13 +463,14 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
     m.triple = target.triple
     m.jitensor_features = target.features  # what the emitters may use beyond portable IR (mathlib: vscalef)
     from .gemm import emit_gemm
+    from .gemv import emit_gemv
+    templates = {"gemm": emit_gemm, "gemv": emit_gemv}
     fns, emitted = [], {}
     for k in kernels:  # kernels that differ only in their buffers share one function (unrolled loops)
         key = code_key(k)
         fn = emitted.get(key)
         if fn is None:
-            fn = emitted[key] = (emit_gemm(m, k, target) if k.template and k.template[0] == "gemm"
-                                 else FnEmitter(m, k).emit())
+            fn = emitted[key] = templates[k.template[0]](m, k, target) if k.template else FnEmitter(m, k).emit()
             # the entry points call each kernel: inlined there, every call site would be optimized again,
             # which made compile time grow with steps x kernel size in unrolled programs
             fn.attributes.add("noinline")
@@ -488,7 +481,12 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
             return b.load(b.gep(table, [ir.Constant(I64, i)], inbounds=True, source_etype=PTR), typ=PTR)
         return slot
 
-    entry = ir.Function(m, ir.FunctionType(VOID, [PTR]), name="jit_entry")
+    def plain(fn):  # the entry points only load pointers and call: optimizing them costs more than it
+        fn.attributes.add("noinline")  # gains (hundreds of them in an unrolled program took most of LLVM's time)
+        fn.attributes.add("optnone")
+        return fn
+
+    entry = plain(ir.Function(m, ir.FunctionType(VOID, [PTR]), name="jit_entry"))
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     slot = loader(b, entry.args[0])
     for k, fn in zip(kernels, fns):
@@ -496,19 +494,12 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
         b.call(fn, [entry.args[0]] + [slot(buf.slot) for buf in k.buffers] + [ir.Constant(I64, 0), ir.Constant(I64, ext)])
     b.ret_void()
     for i, (k, fn) in enumerate(zip(kernels, fns)):
-        part = ir.Function(m, ir.FunctionType(VOID, [PTR, I64, I64]), name=f"jit_k{i}")
+        part = plain(ir.Function(m, ir.FunctionType(VOID, [PTR, I64, I64]), name=f"jit_k{i}"))
         b = ir.IRBuilder(part.append_basic_block("entry"))
         slot = loader(b, part.args[0])
         b.call(fn, [part.args[0]] + [slot(buf.slot) for buf in k.buffers] + list(part.args[1:]))
         b.ret_void()
     return m
-
-
-def target_machine(target):
-    llvm = binding()
-    t = llvm.Target.from_triple(target.triple)
-    return t.create_target_machine(cpu=target.cpu, features=target.features, opt=3, reloc="pic", codemodel="default",
-                                   jit=False)
 
 
 def compile_object(module: ir.Module, target) -> tuple[bytes, str]:
@@ -529,46 +520,6 @@ def compile_object(module: ir.Module, target) -> tuple[bytes, str]:
         pb.getModulePassManager().run(mod, pb)
         obj = tm.emit_object(mod)
         return obj, str(mod)
-
-
-_OBJECT_MAGIC = {"linux": (b"\x7fELF",), "darwin": (b"\xcf\xfa\xed\xfe",), "windows": (b"\x64\x86",)}
-
-
-def _check_object(obj: bytes, target, names):
-    """LLVM's object loader trusts its input (garbage crashes the process): check the container and that the
-    entry points are named in it before handing bytes over."""
-    kinds = [v for k, v in _OBJECT_MAGIC.items() if k in target.triple] or [sum(_OBJECT_MAGIC.values(), ())]
-    if not any(obj.startswith(m) for m in kinds[0]) or not all(n.encode() in obj for n in names):
-        raise CompileError("not an object file produced by jitensor for this target")
-
-
-def load_object(obj: bytes, target, names) -> tuple:
-    """Load object code into a new MCJIT engine: (engine, [address of each name]); the engine owns the
-    code, keep it alive while the code may run."""
-    llvm = binding()
-    _check_object(obj, target, names)
-    with _lock:
-        tm = target_machine(target)  # the engine owns its TargetMachine: never share one
-        backing = llvm.parse_assembly("")
-        backing.triple = target.triple
-        engine = llvm.create_mcjit_compiler(backing, tm)
-        engine.add_object_file(llvm.ObjectFileRef.from_data(obj))
-        engine.finalize_object()
-        addrs = [engine.get_function_address(n) for n in names]
-    if not all(addrs):
-        raise CompileError("compiled object lacks its entry points")
-    return engine, addrs
-
-
-class LoadedCode:
-    """An MCJIT engine holding one program's object code; keeps it alive while callable."""
-
-    def __init__(self, obj: bytes, target, n_kernels: int):
-        self.engine, addrs = load_object(obj, target, ["jit_entry"] + [f"jit_k{i}" for i in range(n_kernels)])
-        self.entry, self.kernels = addrs[0], addrs[1:]
-        if os.environ.get("JITENSOR_PERF_MAP", "") not in ("", "0"):  # name the code for `perf report`
-            from . import perfmap
-            perfmap.register(obj, self)
 
 
 def assembly(obj_ir_text: str, target) -> str:

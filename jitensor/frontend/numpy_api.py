@@ -133,13 +133,43 @@ def ufunc_call(ufunc, inputs, name=None) -> Tracer:
         node = ops.binary(op, nodes[0], nodes[1], out_dt, where)
     else:
         raise UnsupportedError(f"ufunc np.{name} is not supported by jitensor", where=where)
-    # Python scalars combined with Python scalars give a Python scalar: the result stays weakly typed
-    weak = all((isinstance(x, Tracer) and x._weak) or is_literal(x) for x in inputs) and out_dt.kind in "iuf" \
-        and any(isinstance(x, Tracer) for x in inputs)
-    if weak:
-        node = ops.cast(node, np.float64 if out_dt.kind == "f" else np.int64)
-        return Tracer(node, weak=True)
+    # a ufunc of Python numbers returns a numpy scalar (np.exp(r) is np.float64): strongly typed, unlike r * 2
     return wrap(node)
+
+
+_SAMPLE = {bool: True, int: 1, float: 1.0}
+_PY_DTYPE = {bool: np.dtype(bool), int: np.dtype(np.int64), float: np.dtype(np.float64)}
+
+
+def python_op(ufunc, pyop, inputs) -> Tracer:
+    """A Python operator (`r * 2`, `-n`, `n // 2`) whose operands are all Python numbers, some traced.
+
+    Python's rules give the result's type (int / int is a float, True + True an int): the operator applied
+    to the literals and to sample values of the traced operands' types says which. Operands are computed in the type Python would
+    convert them to; the result is a Python number again, weakly typed when numpy meets it.
+    """
+    types = [x._py if isinstance(x, Tracer) else type(x) for x in inputs]
+    # literals take part with their own value: n ** -1 is a float, and r / 0 raises ZeroDivisionError as in Python
+    samples = [_SAMPLE[x._py] if isinstance(x, Tracer) else x for x in inputs]
+    try:
+        rtype = type(pyop(*samples))
+    except TypeError as e:  # 1.5 & 2: Python's own refusal
+        raise TypeError(str(e)) from None
+    if rtype not in _PY_DTYPE:
+        raise DTypeError(f"Python {pyop.__name__} of {', '.join(t.__name__ for t in types)} gives a "
+                         f"{rtype.__name__}, which jitensor does not support", where=user_frame())
+    if float in types or rtype is float:  # n ** -1 computes in float, as Python does
+        dt = np.dtype(np.float64)
+    elif rtype is bool and all(t is bool for t in types):  # True & False, True == False
+        dt = np.dtype(bool)
+    else:  # bools act as ints in arithmetic and comparisons with ints
+        dt = np.dtype(np.int64)
+    name = ufunc.__name__
+    nodes = [_as_loop_operand(x, dt, name) if is_literal(x) else ops.cast(x.node, dt, where=user_frame())
+             for x in inputs]
+    res = ufunc_call(ufunc, [wrap(n) for n in nodes])
+    args = tuple(dict.fromkeys(a for x in inputs if isinstance(x, Tracer) for a in x._args))
+    return Tracer(ops.cast(res.node, _PY_DTYPE[rtype]), py=rtype, args=args)
 
 
 def _scalar_like(n: Node, v) -> Node:
@@ -330,15 +360,23 @@ implements(np.any)(_mk_reduction("any", "np.any"))
 implements(np.all)(_mk_reduction("all", "np.all"))
 
 
+def _one_axis(axis):
+    """argmax/argmin take one axis or None; numpy raises TypeError for a tuple (which the reduction would accept)."""
+    if axis is not None and not isinstance(axis, Tracer):
+        operator.index(axis)
+
+
 @implements(np.argmax)
 def argmax(a, axis=None, out=None, *, keepdims=False):
     _no_extra("np.argmax", out=out)
+    _one_axis(axis)
     return _reduction(a, "argmax", axis, keepdims, None, "np.argmax")
 
 
 @implements(np.argmin)
 def argmin(a, axis=None, out=None, *, keepdims=False):
     _no_extra("np.argmin", out=out)
+    _one_axis(axis)
     return _reduction(a, "argmin", axis, keepdims, None, "np.argmin")
 
 

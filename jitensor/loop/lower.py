@@ -17,9 +17,7 @@ from ..graph.passes.fuse import FusionPlan
 from .ir import (BOOL, I64, Assign, Buffer, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef,
                  Seq, Stmt, Store, Var, c64, iadd, iclamp, idiv, imod, imul, isub, linear, walk)
 
-ERR_INDEX, ERR_NEG_POWER = 1, 2
-ERROR_MESSAGES = {ERR_INDEX: "index out of bounds in an integer-array index (np.take / x[idx])",
-                  ERR_NEG_POWER: "Integers to negative integer powers are not allowed."}
+from ..errors import ERR_INDEX, ERR_NEG_POWER, ERROR_MESSAGES  # noqa: F401 - the runtime reads them too
 
 
 def c_strides(shape) -> tuple[int, ...]:
@@ -73,7 +71,7 @@ def plan_buffers(graph: Graph, plan: FusionPlan, input_strides) -> BufferPlan:
         else:
             outs.append((add(node, f"out{k}", c_strides(node.shape)).slot, node))
     temps = []
-    for node in plan.order:
+    for node in (r for k in plan.order for r in plan.roots(k)):  # (siblings of a kernel get buffers too)
         if id(node) not in slots:
             temps.append((add(node, f"t{len(temps)}", c_strides(node.shape)).slot, node.shape, node.dtype))
     return BufferPlan(slots, strides, n, tuple(ins), tuple(consts), tuple(outs), tuple(temps))
@@ -90,8 +88,9 @@ def _scalar(v, dtype):
 class NotRowLocal(Exception):
     """A reduction planned as row-local is read at an index that is not a prefix of its kernel's loops."""
 
-    def __init__(self, node: Node):
+    def __init__(self, node: Node, more: tuple = ()):
         self.node = node
+        self.nodes = (node,) + tuple(more)  # every such reduction of the program (see `lower`)
 
 
 class _Nest:
@@ -277,7 +276,9 @@ class Lowerer:
 
     # -- kernels
     def kernel(self, n: Node, k: int) -> Kernel:
+        self.nlocal = 0  # local names are per kernel: steps of an unrolled loop then lower to equal kernels
         self.checks = []
+        self.fused_mm = None
         self.memo = {}
         self.nest = None
         self.template = None
@@ -416,14 +417,15 @@ class Lowerer:
         params = dict(self.template[1])
         params["epilogue"] = value
         params["bvars"] = tuple(e.name for e in bidx if isinstance(e, Var))
-        self.template = ("gemm", tuple(params.items()))
+        self.template = (self.template[0], tuple(params.items()))
         ref = _substitute_local(value, "mm", Load(out.name, oi, n.dtype))
         epi = bwrap(For("i", n.shape[-2], For("j", n.shape[-1], Store(out.name, oi, ref))))
         return Seq((body, epi))
 
 
 def _gemm_template(n: Node, av: Expr, bv: Expr, out: Buffer, batch, bidx):
-    """Parameters of the GEMM template when both operands are plain strided loads (float only)."""
+    """Parameters of the GEMM (or, for skinny products, matrix-vector) template when both operands are plain
+    strided loads (float only)."""
     from .schedule import affine
     if (n.dtype not in (np.float32, np.float64) or not isinstance(av, Load) or not isinstance(bv, Load)
             or 0 in n.inputs[0].shape or 0 in n.inputs[1].shape):
@@ -444,7 +446,9 @@ def _gemm_template(n: Node, av: Expr, bv: Expr, out: Buffer, batch, bidx):
               # threads take row tiles ("cols", where each packs only its share of B, measured slower on
               # 256x512x512 and no faster on square shapes: A's re-reads cost more than B's packing)
               ("split", "rows"))
-    return ("gemm", params)
+    from ..codegen.gemv import gemv_params  # one side of at most GEMV_MAX vectors: stream the matrix once
+    gv = gemv_params(dict(params))
+    return ("gemv", tuple(gv.items())) if gv is not None else ("gemm", params)
 
 
 def _substitute_local(e: Expr, name: str, by: Expr) -> Expr:
@@ -605,4 +609,12 @@ def _buffer_names(s) -> set[str]:
 
 def lower(graph: Graph, plan: FusionPlan, bufs: BufferPlan) -> list[Kernel]:
     lw = Lowerer(graph, plan, bufs)
-    return [lw.kernel(n, k) for k, n in enumerate(plan.order)]
+    out, failed = [], []
+    for k, n in enumerate(plan.order):
+        try:
+            out.append(lw.kernel(n, k))
+        except NotRowLocal as e:  # collect them all: the caller re-plans once, not once per reduction
+            failed.extend(e.nodes)
+    if failed:
+        raise NotRowLocal(failed[0], tuple(failed[1:]))
+    return out

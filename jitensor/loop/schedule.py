@@ -354,10 +354,57 @@ def _all_loops(s: Stmt):
             yield from _all_loops(x)
 
 
+TRANSPOSE_TILES = (32, 16, 8)  # tile sides tried, largest first: a 32 x 32 float64 tile reads 32 lines (8 KiB)
+
+
+def transpose_tiles(body: Stmt) -> list:
+    """Schedule steps tiling a transposing copy: an innermost pair of perfectly nested loops `for i: for j:`
+    that stores contiguously in j but loads some buffer contiguously in i (`x + x.T`, `x.T.copy()`, a
+    swapaxes of a 3-d array). Untiled, each row of the output reads a column of the input: one cache line
+    and one page per element, reused only if a whole column's lines and pages stay cached. Tiles of T x T
+    read T lines of the input and write T lines of the output, both in cache and in the TLB. Only tiles that
+    divide both extents (a guard on every element would cost more than it saves); [] when nothing fits."""
+    from .primitives import Tile
+    nest = []
+    s = body
+    while isinstance(s, For) and s.kind == "serial" and s.lanes == 1:
+        nest.append(s)
+        s = s.body
+    if len(nest) < 2 or _has_loop(s) or not isinstance(s, (Store, Seq)):
+        return []
+    outer, inner = nest[-2], nest[-1]
+    leaves = list(s.body) if isinstance(s, Seq) else [s]
+    if not all(isinstance(x, Store) for x in leaves):
+        return []
+    i, j = outer.var, inner.var
+    for st in leaves:
+        f = affine(st.index)
+        if f is None or f.get(j, 0) != 1:
+            return []
+    strided = False
+    for ld in _load_exprs(leaves):
+        f = affine(ld.index)
+        if f is not None and abs(f.get(i, 0)) == 1 and abs(f.get(j, 0)) > 1:
+            strided = True
+    if not strided:
+        return []
+    t = next((t for t in TRANSPOSE_TILES if outer.extent % t == 0 and inner.extent % t == 0
+              and outer.extent > t and inner.extent > t), None)
+    return [] if t is None else [Tile((i, j), (t, t))]
+
+
 def default_schedule(k: Kernel, target=None) -> Kernel:
     body = collapse(k.body)
     if k.template is None and not isinstance(body, For):
         body = block_columns(body)
+    if k.template is None:
+        steps = transpose_tiles(body)
+        if steps:
+            from .primitives import ScheduleError, apply
+            try:
+                body = apply(replace(k, body=body), steps).body
+            except ScheduleError:  # the primitives' legality check has the last word
+                pass
     if isinstance(body, For) and body.extent > 1 and parallel_legal(body):
         body = replace(body, kind="parallel")
     if target is not None and k.template is None:

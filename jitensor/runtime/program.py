@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import IndexOutOfBoundsError, RuntimeCheckError
-from ..loop.lower import ERR_INDEX, ERROR_MESSAGES, BufferPlan
-from ..loop.schedule import work
+from ..errors import ERR_INDEX, ERROR_MESSAGES, IndexOutOfBoundsError, RuntimeCheckError
 from .ffi import NULL, address, as_int, entry_function, from_buffer, kernel_function, new_table
 from .buffers import MIN_BYTES, pool as buffers
+from .manifest import Manifest
 from .threads import min_work, num_threads, ready_pool
 
 
@@ -30,36 +29,32 @@ def _pointer(a: np.ndarray):
 
 
 class Program:
-    def __init__(self, code, bufs: BufferPlan, kernels, *, where: str | None = None):
-        from ..codegen.llvm import parallel_extent
+    """Built from object code (a LoadedCode: entry addresses) and a Manifest (`manifest.py`) alone, so that
+    a program loaded from the disk cache needs none of the compiler's objects."""
+
+    def __init__(self, code, manifest: Manifest, *, where: str | None = None):
         self.code = code  # keeps the engine (and the machine code) alive
+        self.manifest = manifest
         self._entry = entry_function(code.entry)
-        self._nslots = bufs.n_slots
-        self._inputs = bufs.inputs
+        self._nslots = manifest.n_slots
+        self._inputs = manifest.inputs
+        arrays = manifest.arrays
         self._outputs = []
-        for slot, node in bufs.outputs:
+        for slot, src, shape, dtype in manifest.outputs:
             if slot is None:  # the function returns an input or a constant unchanged
-                src = ("in", node.attr("index")) if node.op == "input" else ("const", node.attr("value").array)
-                self._outputs.append((None, src, node.shape, node.dtype))
+                self._outputs.append((None, src if src[0] == "in" else ("const", arrays[src[1]]), shape, dtype))
             else:
-                self._outputs.append((slot, _allocator(node.shape, node.dtype), node.shape, node.dtype))
-        self._temps = [(slot, _allocator(shape, dtype), shape, dtype) for slot, shape, dtype in bufs.temps]
-        self._consts = [(slot, arr, _pointer(arr)) for slot, arr in bufs.consts]
+                self._outputs.append((slot, _allocator(shape, dtype), shape, dtype))
+        self._temps = [(slot, _allocator(shape, dtype), shape, dtype) for slot, shape, dtype in manifest.temps]
+        self._consts = [(slot, arrays[j], _pointer(arrays[j])) for slot, j in manifest.consts]
         self.where = where
-        self.sites = {}  # error code -> source line of the op that checks it
-        for k in kernels:
-            self.sites.update(getattr(k, "sites", ()) or ())
+        self.sites = {code: where for code, where, _ in manifest.sites}  # error code -> the op's source line
         self._parts = []
         big = False
-        for addr, k in zip(code.kernels, kernels):
-            ext = parallel_extent(k)
-            w = work(k.body)
-            par = ext is not None and w >= min_work()
+        for addr, k in zip(code.kernels, manifest.kernels):
+            par = k.extent is not None and k.work >= min_work()
             big |= par
-            grain = max(1, ext // 64) if ext and w // max(ext, 1) < 64 else 1  # tiny rows: chunk by many rows
-            grain = -(-grain // k.body.lanes) * k.body.lanes if ext and not k.template else grain
-            # templates redo per-chunk set-up (packing B): one chunk per thread
-            self._parts.append((kernel_function(addr), addr, ext or 0, par, grain, 1 if k.template else 4))
+            self._parts.append((kernel_function(addr), addr, k.extent or 0, par, k.grain, 1 if k.template else 4))
         self._parallel = big and num_threads() > 1
 
     def run(self, arrays) -> list[np.ndarray]:

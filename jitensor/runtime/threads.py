@@ -46,11 +46,14 @@ class _Worker:
             self.done.release()
 
 
+_LIVE: list = []  # every native pool ever started (they have no shutdown)
+
+
 class _Native:
     """Workers parked in `jtp_worker`; `run` publishes one parallel loop through `jtp_run`."""
 
     def __init__(self, n: int):
-        from ..codegen.llvm import load_object
+        from .loader import load_object
         from ..target import host
         from . import nativepool as NP
         target = host()
@@ -65,6 +68,7 @@ class _Native:
         work = pool_worker_function(worker)
         for _ in range(n - 1):
             threading.Thread(target=work, args=(self._ptr,), daemon=True, name="jitensor-worker").start()
+        _LIVE.append(self)  # workers run its code and read its state until the process ends: never free them
 
     def run(self, addr: int, table, extent: int, step: int, pieces: int):
         self._run(self._ptr, address(addr), table, extent, step, pieces)
@@ -84,9 +88,9 @@ def _pool_object(target) -> bytes:
     import llvmlite
 
     from .. import __version__
-    from ..codegen.llvm import binding, compile_object
     from . import nativepool as NP
     from .diskcache import default_cache, key_hash
+    from .loader import binding
     module = NP.build_module(target.triple)
     disk = default_cache()
     key = key_hash({"function": "jitensor thread pool", "ir": hashlib.sha256(str(module).encode()).hexdigest(),
@@ -96,6 +100,7 @@ def _pool_object(target) -> bytes:
     entry = disk.load(key) if key else None
     if entry is not None:
         return entry.payload
+    from ..codegen.llvm import compile_object  # the code generator, only when the disk cache lacks the pool
     obj, _ = compile_object(module, target)
     if key:
         disk.store(key, obj, {"name": "jitensor thread pool"})

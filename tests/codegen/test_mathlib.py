@@ -15,10 +15,10 @@ import math
 import numpy as np
 import pytest
 
-llvm = pytest.importorskip("llvmlite.binding")
-from llvmlite import ir  # noqa: E402
+import llvmlite.binding as llvm  # a hard dependency: a broken install must fail here, not skip the suite
+from llvmlite import ir
 
-from jitensor.codegen import mathlib  # noqa: E402
+from jitensor.codegen import mathlib
 
 llvm.initialize_native_target()
 llvm.initialize_native_asmprinter()

@@ -23,10 +23,15 @@ def _big_add():
 
 
 @pytest.mark.skipif(not native_host, reason="the native scheduler is built for x86-64 Linux")
-def test_native_scheduler_is_used_here():
-    p = threads.pool()
-    if p.n > 1:
-        assert p.native is not None and p.min_work == threads.MIN_WORK_NATIVE
+def test_native_scheduler_is_used_here(monkeypatch):
+    # a pool of 2 threads on any machine: building the native scheduler must not fall back to Python workers
+    wanted = os.environ.get("JITENSOR_NATIVE_POOL", "1") != "0"
+    monkeypatch.delenv("JITENSOR_NATIVE_POOL", raising=False)
+    p = threads.Pool(2)
+    assert p.native is not None and p.min_work == threads.MIN_WORK_NATIVE and p.workers == []
+    # and the process's own pool is native exactly when it has more than one thread (and it is not turned off)
+    g = threads.pool()
+    assert (g.native is not None) == (g.n > 1 and wanted), (g.n, g.native, wanted)
 
 
 @pytest.mark.parametrize("native", [True, False], ids=["native", "python"])
@@ -75,3 +80,29 @@ def test_forked_child_gets_its_own_pool():
     proc.join(60)
     assert proc.exitcode == 0, "the child hung or died"
     assert q.get(timeout=5)
+
+
+@pytest.mark.skipif(not native_host, reason="the native scheduler is built for x86-64 Linux")
+def test_dropped_native_pools_keep_their_code():
+    """Workers stay parked in a native pool's machine code and read its state until the process ends: a
+    pool that its owner drops must not free them (this crashed a later test before)."""
+    code = """if 1:
+        import gc
+        import numpy as np
+        from jitensor.runtime import threads
+        f = None
+        for i in range(6):
+            p = threads.Pool(3)
+            assert p.native is not None
+            del p
+            gc.collect()
+            junk = [np.ones(1 << 16) for _ in range(64)]  # reuse freed memory, if any was freed
+        import jitensor
+        x = np.arange(1 << 19, dtype=np.float64)
+        assert (jitensor.jit(lambda x: x + 1.0)(x) == x + 1.0).all()
+        print("ok")
+    """
+    import subprocess
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                       env={**os.environ, "JITENSOR_NATIVE_POOL": "1"})
+    assert r.returncode == 0 and r.stdout.strip() == "ok", (r.returncode, r.stderr[-2000:])

@@ -17,6 +17,7 @@ once per element instead of being materialized.
 """
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from .. import ops
@@ -27,11 +28,11 @@ EXPENSIVE = frozenset({"exp", "exp2", "expm1", "log", "log2", "log10", "log1p", 
                        "arccos", "arctan", "arctan2", "sinh", "cosh", "tanh", "arcsinh", "arccosh", "arctanh",
                        "power", "hypot", "cbrt", "sigmoid", "divide", "floor_divide", "remainder", "fmod", "sqrt"})
 RECOMPUTE_LIMIT = 6  # inline a shared node if its inlined tree costs at most this many simple ops
-# A node whose inlined expression would be deeper than MAX_DEPTH levels gets a buffer: lowering and
+# Inlined expressions stay within about 2 MAX_DEPTH levels (`_cut_levels`, `_bound_depth`): lowering and
 # code generation recurse on expression depth (a 200-step chain exhausted Python's recursion limit).
 # Expressions are DAGs (a value read twice at one index is one object), and every IR visitor walks
 # each shared expression once, so their size needs no bound of its own.
-MAX_DEPTH = 48
+MAX_DEPTH = 50
 MAX_INSTANCES = 8  # a node read at more distinct indices than this in its kernels gets a buffer
 # ops whose inputs are read at another index than their own (a node inlined under two of them, or under
 # one at two input positions, is computed once per index: real repeated work, unlike elementwise sharing)
@@ -47,9 +48,13 @@ class FusionPlan:
     epilogue: tuple = ()  # (root id, matmul node): matmuls computed in their elementwise consumer's kernel
     siblings: tuple = ()  # (root id, (other roots...)): outputs the root's kernel also stores
 
+    @functools.cached_property
+    def _sibling_map(self) -> dict:
+        return dict(self.siblings)
+
     def roots(self, n: Node) -> tuple[Node, ...]:
         """The nodes kernel `n` stores: n and its siblings."""
-        return (n,) + dict(self.siblings).get(id(n), ())
+        return (n,) + self._sibling_map.get(id(n), ())
 
     def groups(self, graph: Graph) -> dict[int, int]:
         """node id -> index of the kernel it is computed in (for dumps)."""
@@ -97,7 +102,7 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
         if n.op in ANCHORS:
             mat.add(id(n))
     _bound_repeats(order, users, mat)
-    _bound_depth(order, mat, set(), [])
+    cuts = _cut_levels(order, mat)
     row_local: set[int] = set()
     # a reduction over trailing axes whose result feeds exactly one kernel is computed inside that kernel's
     # outer loops (softmax, layernorm: each row is reduced then consumed while it is in cache)
@@ -119,7 +124,7 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
                     and not any(rid == id(ks[0]) for rid, _ in epilogue)):
                 mat.discard(id(n))
                 epilogue.append((id(ks[0]), n))
-    rep = _sibling_groups(graph, {rid for rid, _ in epilogue} | {id(m) for _, m in epilogue}, force)
+    rep = _sibling_groups(graph, {rid for rid, _ in epilogue} | {id(m) for _, m in epilogue}, force, cuts)
     for n in reversed(order):
         if n.op in ("input", "const") or id(n) in mat or id(n) in row_local or n.op == "matmul":
             continue
@@ -134,8 +139,8 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
     _bound_depth(order, mat, row_local, epilogue)  # row-local reductions and epilogues deepened some
     # siblings share a kernel only if their trees stay plain elementwise work (no row-local reduction)
     cands: dict[int, list] = {}
-    for o in graph.outputs:
-        if id(o) in rep and not any(id(m) in row_local for m in _inlined_tree(o, mat)):
+    for o in list(graph.outputs) + [c for level in cuts for c in level]:
+        if id(o) in rep and id(o) in mat and not any(id(m) in row_local for m in _inlined_tree(o, mat)):
             grp = cands.setdefault(rep[id(o)], [])
             if all(g is not o for g in grp):
                 grp.append(o)
@@ -178,15 +183,34 @@ def _bound_repeats(order: list[Node], users, mat: set) -> None:
             inst[id(n)] = seen
 
 
+def _cut_levels(order: list[Node], mat: set) -> list[list[Node]]:
+    """Give a buffer to every inlined value at level MAX_DEPTH, 2 MAX_DEPTH, ... (a value's level is one
+    more than its inputs', counted from the buffers below), so no kernel inlines more than about twice
+    MAX_DEPTH levels. Cutting whole levels, not single deep values, cuts every variable of an unrolled
+    recurrence at one step: the values of one level become siblings of one kernel, and the values below
+    them are not read by several kernels (which would give them buffers too). Returns the levels."""
+    level: dict[int, int] = {}
+    cuts: dict[int, list] = {}
+    for n in order:
+        if n.op in ("input", "const") or id(n) in mat:
+            continue
+        lv = level[id(n)] = 1 + max((level[id(i)] for i in n.inputs if id(i) in level), default=0)
+        if lv % MAX_DEPTH == 0:
+            mat.add(id(n))
+            cuts.setdefault(lv, []).append(n)
+    return list(cuts.values())
+
+
 def _bound_depth(order: list[Node], mat: set, row_local: set, epilogue: list) -> None:
-    """Give a buffer to each node whose inlined expression would be deeper than MAX_DEPTH. A row-local
-    reduction or an epilogue matmul that needs one is materialized as a plain kernel instead."""
+    """Give a buffer to each node whose inlined expression would be deeper than 2 MAX_DEPTH (after the
+    level cuts, only where a row-local reduction or an epilogue joined two trees). A row-local reduction
+    or an epilogue matmul that needs one is materialized as a plain kernel instead."""
     depth: dict[int, int] = {}
     for n in order:
         if n.op in ("input", "const") or id(n) in mat:
             continue
         d = 1 + max((depth[id(i)] for i in n.inputs if id(i) in depth), default=0)
-        if d > MAX_DEPTH:
+        if d > 2 * MAX_DEPTH:
             mat.add(id(n))
             row_local.discard(id(n))
             epilogue[:] = [(r, m) for r, m in epilogue if m is not n]
@@ -282,30 +306,34 @@ def check_order(plan: FusionPlan, graph: Graph) -> None:
         raise CompileError(f"fusion plan: {len(lost)} materialized values are never computed")
 
 
-def _sibling_groups(graph: Graph, excluded: set, force) -> dict[int, int]:
-    """Graph outputs that can share one kernel: elementwise, of one shape, none reading another.
-    Returns output id -> id of its group's first output (only for groups of two or more)."""
-    outs = []
-    for o in graph.outputs:
-        if ops.kind(o) == "elementwise" and id(o) not in excluded and id(o) not in force and o.type.size > 0 \
-                and all(o is not x for x in outs):
-            outs.append(o)
-    if len(outs) < 2:
-        return {}
-    anc = {id(o): _ancestors(o) for o in outs}
+def _sibling_groups(graph: Graph, excluded: set, force, cuts=()) -> dict[int, int]:
+    """Values that can share one kernel: elementwise, of one shape, none reading another. Candidates are
+    the graph's outputs, and each level of values that `_cut_levels` gave buffers (one level's values
+    cannot read each other). Returns value id -> id of its group's first value (groups of two or more)."""
     rep: dict[int, int] = {}
-    groups: list[list[Node]] = []
-    for o in outs:
+    families = [(list(graph.outputs), True)] + [(level, False) for level in cuts]
+    for members, check in families:
+        cand = []
+        for o in members:
+            if ops.kind(o) == "elementwise" and id(o) not in excluded and id(o) not in force and o.type.size > 0 \
+                    and all(o is not x for x in cand):
+                cand.append(o)
+        if len(cand) < 2:
+            continue
+        anc = {id(o): _ancestors(o) for o in cand} if check else None
+        groups: list[list[Node]] = []
+        for o in cand:
+            for g in groups:
+                if g[0].shape == o.shape and (not check or all(
+                        id(x) not in anc[id(o)] and id(o) not in anc[id(x)] for x in g)):
+                    g.append(o)
+                    break
+            else:
+                groups.append([o])
         for g in groups:
-            if g[0].shape == o.shape and all(id(x) not in anc[id(o)] and id(o) not in anc[id(x)] for x in g):
-                g.append(o)
-                break
-        else:
-            groups.append([o])
-    for g in groups:
-        if len(g) > 1:
-            for o in g:
-                rep[id(o)] = id(g[0])
+            if len(g) > 1:
+                for o in g:
+                    rep[id(o)] = id(g[0])
     return rep
 
 

@@ -1,0 +1,209 @@
+"""numpy names that behave differently while a function is traced, and the check on random state.
+
+Two things cannot reach a Tracer through numpy's protocols:
+- `np.asarray(x)` / `np.array(x)` on a traced value: numpy calls `x.__array__`, which must return a real
+  array. While tracing, `np.asarray`, `np.asanyarray`, `np.array`, `np.ascontiguousarray` are replaced by
+  versions that trace these calls (and hand every other argument to numpy's own function).
+- randomness: `np.random.standard_normal(x.shape)` runs once, at trace time, so its numbers would be
+  frozen into the compiled code and repeat on every call. While tracing, np.random's module-level
+  functions raise (naming the call and the user's line); and random generators the function can reach
+  (numpy's global RandomState, Generators in static arguments, globals and closures) must not have
+  changed state when the trace ends.
+
+The replacements are installed while any thread traces (counted under a lock) and act only for the
+thread that traces: other threads calling np.random meanwhile get numpy's own functions' results.
+"""
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import functools
+import itertools
+import pickle
+import threading
+import types
+
+import numpy as np
+
+from ..errors import TracingError
+from .trace import Tracer, user_frame
+
+_lock = threading.Lock()
+_installs = 0
+_saved: list = []               # (module, name, original)
+_tls = threading.local()        # .depth: how many traces this thread is inside
+
+_RANDOM_HINT = ("numpy's random functions run once, while jitensor traces, so the compiled function would return "
+                "the same \"random\" numbers on every call. Draw them outside and pass the random array as an "
+                "argument: f(x, rng.standard_normal(x.shape)).")
+
+
+def _tracing_here() -> bool:
+    return getattr(_tls, "depth", 0) > 0
+
+
+# -- np.asarray and friends on traced values
+
+def _convert(x, dtype, copy: bool):
+    """np.array(x, dtype) for a Tracer, or a list/tuple holding some; None when numpy should do it."""
+    from . import numpy_api
+    if isinstance(x, Tracer):
+        t = x
+    elif isinstance(x, (list, tuple)) and any(isinstance(v, Tracer) for v in x):
+        t = numpy_api.wrap(numpy_api.node_of(list(x)))
+    else:
+        return None
+    if dtype is not None and np.dtype(dtype) != t.dtype:
+        return numpy_api.astype(t, dtype)
+    if copy or t._py is not None:  # a Python number becomes a (strongly typed) 0-d array
+        return numpy_api.wrap(t.node)
+    return t
+
+
+def _asarray_hook(orig, copies):
+    @functools.wraps(orig)
+    def f(a, dtype=None, *args, **kwargs):
+        r = _convert(a, dtype, copies and kwargs.get("copy", True) is not False) if _tracing_here() else None
+        return orig(a, dtype, *args, **kwargs) if r is None else r
+    return f
+
+
+# -- randomness
+
+def _random_hook(orig, name):
+    @functools.wraps(orig)
+    def f(*args, **kwargs):
+        if _tracing_here():
+            raise TracingError(f"np.random.{name}() called inside a jitted function. {_RANDOM_HINT}",
+                               where=user_frame())
+        return orig(*args, **kwargs)
+    return f
+
+
+_replacements: list = []        # (module, name, replacement), built on first use
+
+
+def _install():
+    if not _replacements:
+        for name in ("asarray", "asanyarray", "ascontiguousarray", "array"):
+            _replacements.append((np, name, _asarray_hook(getattr(np, name), copies=name == "array")))
+        for name in np.random.__all__:
+            orig = getattr(np.random, name, None)
+            if callable(orig) and not isinstance(orig, type):
+                _replacements.append((np.random, name, _random_hook(orig, name)))
+    for mod, name, repl in _replacements:
+        _saved.append((mod, name, getattr(mod, name)))
+        setattr(mod, name, repl)
+
+
+def _uninstall():
+    while _saved:
+        mod, name, orig = _saved.pop()
+        setattr(mod, name, orig)
+
+
+_ITEMS = 64  # items looked at in each container: a generator sits near the top, not in a list of a million numbers
+
+
+_RNG_TYPES = (np.random.Generator, np.random.RandomState, np.random.BitGenerator)
+
+
+def _generators(fun, statics) -> list:
+    """(label, generator) for every numpy random generator the traced function can reach."""
+    found: dict = {id(np.random.mtrand._rand): ("numpy's global random state (np.random.*)", np.random.mtrand._rand)}
+    seen: set = set()
+
+    def visit(kind, path, v, depth):  # the label reads `kind `path`` ("global `cfg['rng']`")
+        if id(v) in seen or depth > 3 or len(seen) > 10_000:
+            return
+        seen.add(id(v))
+        try:
+            look(kind, path, v, depth)
+        except Exception:  # noqa: BLE001 - an object that resists inspection holds no generator we can see
+            pass
+
+    def look(kind, path, v, depth):
+        if isinstance(v, _RNG_TYPES):
+            found.setdefault(id(v), (f"{kind}`{path}`", v))
+        elif isinstance(v, types.FunctionType):
+            for kind2, name, val in _names_of(v):
+                visit(kind2, name, val, depth + 1)
+        elif isinstance(v, (list, tuple)):
+            for i, item in enumerate(itertools.islice(v, _ITEMS)):
+                visit(kind, f"{path}[{i}]", item, depth + 1)
+        elif isinstance(v, dict):
+            for k, item in list(itertools.islice(v.items(), _ITEMS)):
+                visit(kind, f"{path}[{k!r}]", item, depth + 1)
+        elif not isinstance(v, (types.ModuleType, type, np.ndarray, np.generic, str, bytes, int, float)) \
+                and isinstance(getattr(v, "__dict__", None), dict):
+            for k, item in list(itertools.islice(vars(v).items(), _ITEMS)):
+                visit(kind, f"{path}.{k}", item, depth + 1)
+
+    for name, v in statics:
+        visit("argument ", name, v, 1)
+    visit("", getattr(fun, "__name__", "function"), fun, 0)
+    return list(found.values())
+
+
+def _names_of(fn):
+    """The globals and closure variables a function's code refers to, with their values."""
+    code = fn.__code__
+    out = []
+    for name, cell in zip(code.co_freevars, fn.__closure__ or ()):
+        try:
+            out.append((f"variable of {fn.__name__}'s closure ", name, cell.cell_contents))
+        except ValueError:  # an empty cell
+            pass
+    codes = [code]
+    while codes:
+        c = codes.pop()
+        codes.extend(k for k in c.co_consts if isinstance(k, types.CodeType))
+        for name in c.co_names:
+            if name in fn.__globals__:
+                out.append(("global ", name, fn.__globals__[name]))
+    return out
+
+
+def _state(g) -> bytes:
+    bg = g._bit_generator if isinstance(g, np.random.RandomState) else \
+        g.bit_generator if isinstance(g, np.random.Generator) else g
+    if isinstance(bg, np.random.MT19937):
+        # its `.state` copies 2.5 KB into a new dict and array (~0.5 ms); the raw struct {key[624]; pos} is the same
+        # information. (A legacy RandomState's cached second gaussian lives outside it and is not compared.)
+        return ctypes.string_at(bg.ctypes.state_address, 624 * 4 + 4)
+    return pickle.dumps(bg.state)
+
+
+@contextlib.contextmanager
+def tracing(fun, statics=()):
+    """Trace `fun` with the hooks above installed; raise if a reachable random generator was drawn from."""
+    global _installs
+    gens = []
+    for label, g in _generators(fun, statics):
+        try:
+            gens.append((label, g, _state(g)))
+        except Exception:  # noqa: BLE001 - a generator whose state cannot be read is not checked
+            pass
+    with _lock:
+        if _installs == 0:
+            _install()
+        _installs += 1
+    _tls.depth = getattr(_tls, "depth", 0) + 1
+    try:
+        yield
+        drawn = [label for label, g, before in gens if _state(g) != before]
+    finally:
+        _tls.depth -= 1
+        with _lock:
+            _installs -= 1
+            if _installs == 0:
+                _uninstall()
+    if drawn:
+        raise TracingError(f"{getattr(fun, '__qualname__', fun)} drew random numbers from {', '.join(drawn)} "
+                           f"while jitensor traced it. {_RANDOM_HINT}", where=_def_line(fun))
+
+
+def _def_line(fun):
+    from .trace import Where
+    code = getattr(fun, "__code__", None)
+    return Where(code.co_filename, code.co_firstlineno) if code is not None else None

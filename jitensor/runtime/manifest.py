@@ -1,0 +1,154 @@
+"""The manifest: everything `Program` needs besides the machine code, as plain data.
+
+A compiled program is object code plus this description of how to call it: the buffer plan (which
+pointer-table slot holds each input, output, constant and temporary, with the shapes and dtypes
+the runtime allocates), one launch record per kernel (its exported entry point, the extent of its
+parallel loop, its work estimate and chunk grain, whether it is a template), and the source line of
+each runtime check. The compiler builds it from the buffer plan and the scheduled kernels
+(`compiler.manifest_of`); the disk cache stores it beside the object code, so that a disk hit
+builds the program from it alone, without graph passes, fusion, lowering or scheduling.
+
+On disk (`pack`/`unpack`) it is canonical JSON in the entry's (checksummed) header; constant
+arrays are raw C-order bytes appended to the payload after the object code, described by dtype,
+shape, offset and size. Nothing is ever unpickled. `unpack` validates every field and raises
+`ManifestError` on anything unexpected; the caller discards the entry and recompiles.
+
+Only numpy and the standard library are imported here: a disk hit must not load the compiler.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MANIFEST_VERSION = 1
+_DTYPES = frozenset(np.dtype(t).str for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
+                                              np.uint16, np.uint32, np.uint64, np.float32, np.float64))
+
+
+class ManifestError(ValueError):
+    """A stored manifest that does not describe a program this process can run (corrupt, foreign, stale)."""
+
+
+@dataclass(frozen=True)
+class Launch:
+    """How the runtime calls one kernel: `jit_kN(table, begin, end)` over [0, extent) split into chunks."""
+    entry: str              # exported symbol, jit_k<N>
+    extent: int | None      # parallel loop extent (None: the kernel has no parallel loop)
+    work: int               # work estimate (schedule.work units): parallel only above threads.min_work()
+    grain: int              # chunk size in iterations of the parallel loop
+    template: bool          # templates redo per-chunk set-up (GEMM packs B): one chunk per thread
+
+
+@dataclass(frozen=True)
+class Manifest:
+    n_slots: int
+    inputs: tuple           # slot per graph input
+    outputs: tuple          # (slot, None, shape, dtype) per output, or (None, ("in", i) | ("const", j), shape, dtype)
+                            # for an input or a constant returned unchanged (the runtime copies it)
+    temps: tuple            # (slot, shape, dtype) allocated per call
+    consts: tuple           # (slot, j): constant j is passed in this slot
+    arrays: tuple           # constant arrays (read-only, C order), indexed by j above
+    kernels: tuple          # Launch per kernel, in program order
+    sites: tuple            # (error code, source line, position of its node in the traced graph's toposort or None)
+                            # of the ops whose runtime checks can fail: a disk hit names the line of today's trace
+
+
+def pack(m: Manifest, obj: bytes) -> tuple[dict, bytes]:
+    """(JSON-able dict for the entry's header, payload): the payload is the object code followed by the
+    constants' raw bytes, which the dict locates (offset, size) along with their dtypes and shapes."""
+    blobs, descr, pos = [obj], [], len(obj)
+    for a in m.arrays:
+        b = np.ascontiguousarray(a).tobytes()
+        descr.append({"dtype": a.dtype.str, "shape": [int(s) for s in a.shape], "offset": pos, "nbytes": len(b)})
+        blobs.append(b)
+        pos += len(b)
+    d = {
+        "version": MANIFEST_VERSION,
+        "object_size": len(obj),
+        "n_slots": m.n_slots,
+        "inputs": list(m.inputs),
+        "outputs": [[slot, list(src) if src else None, list(shape), np.dtype(dt).str]
+                    for slot, src, shape, dt in m.outputs],
+        "temps": [[slot, list(shape), np.dtype(dt).str] for slot, shape, dt in m.temps],
+        "consts": [list(c) for c in m.consts],
+        "arrays": descr,
+        "kernels": [{"entry": k.entry, "extent": k.extent, "work": k.work, "grain": k.grain,
+                     "template": k.template} for k in m.kernels],
+        "sites": [[code, str(where), node] for code, where, node in m.sites],
+    }
+    return d, b"".join(blobs)
+
+
+def unpack(d, payload: bytes) -> tuple[Manifest, bytes]:
+    """(manifest, object code) from what `pack` wrote; ManifestError if anything is missing, mistyped or
+    out of range."""
+    try:
+        return _decode(d, payload)
+    except ManifestError:
+        raise
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as e:
+        raise ManifestError(f"malformed manifest ({type(e).__name__}: {e})") from None
+
+
+def _int(v, lo=0, hi=None, what="value") -> int:
+    if type(v) is not int or v < lo or (hi is not None and v >= hi):
+        raise ManifestError(f"{what} {v!r} is out of range")
+    return v
+
+
+def _shape(v) -> tuple:
+    if not isinstance(v, list) or len(v) > 64:
+        raise ManifestError(f"shape {v!r} is not a list of sizes")
+    return tuple(_int(s, what="size") for s in v)
+
+
+def _dtype(v) -> np.dtype:
+    if v not in _DTYPES:
+        raise ManifestError(f"dtype {v!r} is not one jitensor compiles")
+    return np.dtype(v)
+
+
+def _decode(d, payload) -> tuple[Manifest, bytes]:
+    if not isinstance(d, dict) or d.get("version") != MANIFEST_VERSION:
+        raise ManifestError(f"manifest version {d.get('version') if isinstance(d, dict) else None!r}, "
+                            f"this jitensor reads version {MANIFEST_VERSION}")
+    size = _int(d["object_size"], 1, len(payload) + 1, "object size")
+    n = _int(d["n_slots"], 1, 1 << 20, "slot count")
+    slot = lambda v: _int(v, 1, n, "slot")  # noqa: E731 - slot 0 is the error word
+    arrays = []
+    for a in d["arrays"]:
+        dt, shape = _dtype(a["dtype"]), _shape(a["shape"])
+        off, nb = _int(a["offset"], what="offset"), _int(a["nbytes"], what="size")
+        if nb != dt.itemsize * int(np.prod(shape, dtype=np.int64)) or off < size or off + nb > len(payload):
+            raise ManifestError(f"constant of {nb} bytes at {off} does not fit {dt.name}{list(shape)} or the payload")
+        arr = np.frombuffer(payload, dt, nb // dt.itemsize, off).reshape(shape).copy()  # aligned, owned
+        arr.setflags(write=False)
+        arrays.append(arr)
+    outputs = []
+    for s, src, shape, dt in d["outputs"]:
+        if s is None:
+            kind, i = src
+            if kind not in ("in", "const"):
+                raise ManifestError(f"output source {src!r}")
+            i = _int(i, 0, len(d["inputs"]) if kind == "in" else len(arrays), "output source")
+            outputs.append((None, (kind, i), _shape(shape), _dtype(dt)))
+        else:
+            outputs.append((slot(s), None, _shape(shape), _dtype(dt)))
+    kernels = []
+    for i, k in enumerate(d["kernels"]):
+        if k["entry"] != f"jit_k{i}" or type(k["template"]) is not bool:
+            raise ManifestError(f"kernel {i} is {k!r}")
+        ext = None if k["extent"] is None else _int(k["extent"], what="extent")
+        kernels.append(Launch(k["entry"], ext, _int(k["work"], what="work"), _int(k["grain"], 1, what="grain"),
+                              k["template"]))
+    sites = []
+    for code, where, node in d["sites"]:
+        if not isinstance(where, str):
+            raise ManifestError(f"source line {where!r}")
+        sites.append((_int(code, 1, what="error code"), where, None if node is None else _int(node, what="node")))
+    m = Manifest(n, tuple(slot(s) for s in d["inputs"]), tuple(outputs),
+                 tuple((slot(s), _shape(sh), _dtype(dt)) for s, sh, dt in d["temps"]),
+                 tuple((slot(s), _int(j, 0, len(arrays), "constant")) for s, j in d["consts"]),
+                 tuple(arrays), tuple(kernels), tuple(sites))
+    return m, bytes(payload[:size])
