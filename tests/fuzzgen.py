@@ -13,7 +13,7 @@ zero-size dims.
 Sizes straddle every point where the compiler changes strategy; `thresholds()` reads them from the
 compiler's own constants (split reductions, the buffer pool, the thread pool's work estimate, constant
 folding, row prefetch, vector lanes of the host, column blocks, the GEMM template's register tile and
-cache blocks), so a changed threshold moves the fuzzer with it.
+cache blocks, the matrix-vector template's skinny sides), so a changed threshold moves the fuzzer with it.
 
 Comparison is `helpers.assert_same` (exact for ints and bools, NaN/inf positions equal, per-dtype
 tolerances: 'arith' for programs of exactly rounded ops, 'trans' once a transcendental function, a
@@ -54,7 +54,7 @@ _TESTS = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_TESTS, os.path.dirname(_TESTS)]  # this checkout's jitensor, and helpers.py
 
 import jitensor  # noqa: E402
-from jitensor.codegen import gemm  # noqa: E402
+from jitensor.codegen import gemm, gemv  # noqa: E402
 from jitensor.codegen.llvm import REDUCTION_UNROLL  # noqa: E402
 from jitensor.errors import JitensorError, UnsupportedError  # noqa: E402
 from jitensor.graph.passes import fold, fuse, split  # noqa: E402
@@ -93,6 +93,7 @@ def thresholds() -> dict[str, list[int]]:
     th["gemm.NR"] = around(*nr)
     kc = [max(64, min(512, t.l1d // (n * s) // 8 * 8)) for n, s in zip(nr, (4, 8))]
     th["gemm.KC"] = around(*kc)
+    th["gemv.MAX"] = around(gemv.DOT_MAX, gemv.GEMV_MAX)  # a skinny side streams the matrix instead
     th["gemm.NC"] = around(*(max(n, (t.l2 // 2 // (k * s)) // n * n) for n, k, s in zip(nr, kc, (4, 8))))
     return th
 
@@ -207,6 +208,8 @@ class Gen:
             n = int(r.choice(TH[key]))
             if key == "split.rows":  # a split needs MIN_ELEMENTS as well as enough rows per part
                 return (n, -(-split.MIN_ELEMENTS // n) + int(r.integers(0, 3)))
+            if key.startswith("gemv"):  # a few rows (a skinny left side)
+                return (n, int(r.choice(TH["gemm.KC"] + TH["lanes"])))
             if key.startswith("gemm"):  # rows of the length of a matmul's depth
                 return (int(r.integers(1, 40)), n)
         kind = r.random()
@@ -517,7 +520,7 @@ class Gen:
         if x is None:
             return
         K = x.v.shape[-1]
-        N = int(r.choice(TH["gemm.NR"] + TH["gemm.MR"] + TH["gemm.NC"] + [1, 3]))
+        N = int(r.choice(TH["gemm.NR"] + TH["gemm.MR"] + TH["gemm.NC"] + TH["gemv.MAX"] + [1, 3]))
         form = int(r.integers(4))
         if form == 0:
             w = self.new_arg((K, N), str(x.v.dtype))
