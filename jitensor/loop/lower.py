@@ -405,10 +405,14 @@ class Lowerer:
         body = self._matmul(mm, out)
         if self.template is None:
             raise NotRowLocal(mm)  # operands are not plain strided loads: give the matmul its own buffer
-        bidx, bwrap = _loops(n.shape[:-2], "b")
+        bidx, bwrap = _loops(mm.shape[:-2], "b")
         idx = bidx + [Var("i"), Var("j")]
+        midx = idx
+        if n.shape != mm.shape:  # a matrix-vector product as numpy shapes it: (m,) read from an (m, 1) matmul
+            midx = bidx + [v if d != 1 else c64(0) for v, d in zip(idx[-2:], mm.shape[-2:])]
+            idx = bidx + [v for v, d in zip(idx[-2:], mm.shape[-2:]) if d != 1]
         self.memo = {}
-        self.fused_mm = (mm, idx)
+        self.fused_mm = (mm, midx)
         value = self._expr_at(n, idx, root=True)
         self.fused_mm = None
         if self.checks:
@@ -419,7 +423,7 @@ class Lowerer:
         params["bvars"] = tuple(e.name for e in bidx if isinstance(e, Var))
         self.template = (self.template[0], tuple(params.items()))
         ref = _substitute_local(value, "mm", Load(out.name, oi, n.dtype))
-        epi = bwrap(For("i", n.shape[-2], For("j", n.shape[-1], Store(out.name, oi, ref))))
+        epi = bwrap(For("i", mm.shape[-2], For("j", mm.shape[-1], Store(out.name, oi, ref))))
         return Seq((body, epi))
 
 

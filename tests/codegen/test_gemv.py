@@ -124,6 +124,16 @@ def test_epilogues(dtype):
     chk(g, a, ys, cs)
     chk(lambda a, x, b: np.maximum(a @ x + b, 0), a, x, b)
     chk(lambda a, x, b: np.exp(x @ a.T[:, :45] - b), a, x, b)
+    # 1-D results (numpy's shape of a matrix-vector product) take the epilogue too: one kernel
+    f1 = lambda a, x, b: np.maximum(a @ x + b, 0)  # noqa: E731
+    g1 = lambda a, y, c: np.tanh(y @ a * 2 - c)  # noqa: E731
+    assert templates(f1, a, x, b) == ["gemv:dot:epi"]
+    assert templates(g1, a, ys[0], cs) == ["gemv:axpy:epi"]
+    chk(g1, a, ys[0], cs)
+    h1 = lambda A, X: np.exp(np.matmul(A, X[..., None])[..., 0] * 0.1)  # noqa: E731
+    A3, X3 = rnd(3, 45, 38, dtype=dtype), rnd(3, 38, dtype=dtype)
+    assert templates(h1, A3, X3) == ["gemv:dot:epi"]
+    chk(h1, A3, X3)
     # large, odd, split across threads
     a2, ys2, cs2 = rnd(300, 1001, dtype=dtype), rnd(3, 300, dtype=dtype), rnd(1001, dtype=dtype)
     chk(g, a2, ys2, cs2)

@@ -119,7 +119,7 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
     for n in order:
         if n.op == "matmul" and id(n) not in outs and id(n) not in force:
             ks = _consumer_kernels(n, users, mat)
-            if (len(ks) == 1 and ops.kind(ks[0]) == "elementwise" and ks[0].shape == n.shape
+            if (len(ks) == 1 and ops.kind(ks[0]) == "elementwise" and ks[0].shape in (n.shape, squeeze_mn(n.shape))
                     and ks[0].dtype == n.dtype and n.dtype.kind == "f"
                     and not any(rid == id(ks[0]) for rid, _ in epilogue)):
                 mat.discard(id(n))
@@ -216,6 +216,12 @@ def _bound_depth(order: list[Node], mat: set, row_local: set, epilogue: list) ->
             epilogue[:] = [(r, m) for r, m in epilogue if m is not n]
             continue
         depth[id(n)] = d
+
+
+def squeeze_mn(shape: tuple) -> tuple:
+    """A matmul's shape without unit rows or columns: the shape of `A @ x` for a vector x (numpy's
+    result), which the frontend computes as an (m, 1) matmul and reshapes."""
+    return tuple(shape[:-2]) + tuple(d for d in shape[-2:] if d != 1)
 
 
 def _kernel_inputs(root: Node, mat) -> set[int]:
