@@ -78,7 +78,23 @@ def emit_call(em, op: str, args, arg_dts, out_dt):
         return _bool_op(b, op, x, y)
     if dt.kind == "f":
         return _float_op(em, op, x, y, args, t)
+    if op in _FCMP and {np.dtype(d).kind for d in arg_dts} == {"i", "u"}:
+        return _mixed_sign_cmp(b, op, x, y, dt.kind == "i")
     return _int_op(em, op, x, y, t, dt.kind == "i")
+
+
+_LEFT_IS_SMALLER = {"less": 1, "less_equal": 1, "not_equal": 1, "greater": 0, "greater_equal": 0, "equal": 0}
+_LEFT_IS_LARGER = {"less": 0, "less_equal": 0, "not_equal": 1, "greater": 1, "greater_equal": 1, "equal": 0}
+
+
+def _mixed_sign_cmp(b, op, x, y, x_signed):
+    """numpy's int64/uint64 comparison loops compare the values exactly (no common type holds both): a
+    negative signed operand decides alone; otherwise the unsigned comparison is the right one."""
+    zero = ir.Constant(x.type, 0)
+    neg = b.icmp_signed("<", x if x_signed else y, zero)
+    plain = b.icmp_unsigned(_FCMP[op], x, y)
+    decided = (_LEFT_IS_SMALLER if x_signed else _LEFT_IS_LARGER)[op]
+    return b.select(neg, ir.Constant(plain.type, decided), plain)
 
 
 def _bool_op(b, op, x, y):

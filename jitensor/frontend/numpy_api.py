@@ -464,6 +464,10 @@ def clip(a, a_min=np._NoValue, a_max=np._NoValue, out=None, *, min=np._NoValue, 
     lo = a_min if a_min is not np._NoValue else (min if min is not np._NoValue else None)
     hi = a_max if a_max is not np._NoValue else (max if max is not np._NoValue else None)
     r = a
+    if asarray_t(a).dtype.kind in "iu":  # numpy drops Python int bounds beyond the dtype's range (no OverflowError)
+        info = np.iinfo(asarray_t(a).dtype)
+        lo = None if type(lo) is int and lo <= info.min else lo
+        hi = None if type(hi) is int and hi >= info.max else hi
     if lo is not None:
         r = np.maximum(r, lo)
     if hi is not None:

@@ -229,7 +229,16 @@ class Lowerer:
             same_index.add(id(m))
             if m is root or (ops.kind(m) == "elementwise" and id(m) not in self.bufs.slots):
                 stack.extend(i for i in m.inputs if ops.kind(i) == "elementwise")
+        evaluated, stack = set(), [root]
+        while stack:  # nodes this kernel computes: the root's expression down to materialized values
+            m = stack.pop()
+            if id(m) not in evaluated:
+                evaluated.add(id(m))
+                if m is root or id(m) not in self.bufs.slots:
+                    stack.extend(m.inputs)
         for r in self.row_locals:
+            if id(r) not in evaluated:  # another kernel's reduction: nothing here stores x into the output row
+                continue
             x = r.inputs[0]
             # (reduced dims of size 1 have no loop: the row index would be the root's own, read before written)
             if (id(x) in same_index and x is not root and x.shape == root.shape and x.dtype == root.dtype
