@@ -41,7 +41,7 @@ def test_sibling_outputs_read_a_gathered_output():
 
 
 def _compare_with_out_of_range_python_ints(a):
-    return a != -1, a < -1, a >= -1, a == 2 ** 64, a <= 300, a > -129
+    return a != -1, a < -1, a >= -1, a == 2 ** 64, a <= 300, a > -129, -1 < a, 2 ** 64 != a, 300 <= a
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.uint64, np.int8])

@@ -103,9 +103,41 @@ def _composite(name):
     return deco
 
 
+_CMP_SWAP = {"less": "greater", "less_equal": "greater_equal", "greater": "less", "greater_equal": "less_equal",
+             "equal": "equal", "not_equal": "not_equal"}
+# a comparison with a Python int below an integer dtype's range, as one within it at the range's end
+# (NumPy 2 compares exactly: uint8 != -1 is always True); above the range, `_CMP_ABOVE`
+_CMP_BELOW = {"less": "less", "less_equal": "less", "greater": "greater_equal", "greater_equal": "greater_equal",
+              "equal": "less", "not_equal": "greater_equal"}
+_CMP_ABOVE = {"less": "less_equal", "less_equal": "less_equal", "greater": "greater", "greater_equal": "greater",
+              "equal": "greater", "not_equal": "less_equal"}
+
+
+def _out_of_range_comparison(ufunc, inputs, name):
+    """`array op python_int` where the int lies outside the array's integer dtype: the same comparison
+    against the dtype's end, whose result is numpy's (constant) one for every element; else None."""
+    if name not in _CMP_SWAP or len(inputs) != 2:
+        return None
+    for k in (0, 1):
+        x, lit = inputs[k], inputs[1 - k]
+        if not (is_literal(lit) and type(lit) is int and isinstance(x, Tracer) and not x._weak
+                and x.dtype.kind in "iu"):
+            continue
+        info = np.iinfo(x.dtype)
+        if info.min <= lit <= info.max:
+            return None
+        op = name if k == 0 else _CMP_SWAP[name]  # as `x op lit`
+        op, end = (_CMP_BELOW[op], int(info.min)) if lit < info.min else (_CMP_ABOVE[op], int(info.max))
+        return ufunc_call(getattr(np, op), (x, end), op)
+    return None
+
+
 def ufunc_call(ufunc, inputs, name=None) -> Tracer:
     name = name or ufunc.__name__
     where = user_frame()
+    exact = _out_of_range_comparison(ufunc, inputs, name)
+    if exact is not None:
+        return exact
     tokens = tuple(_dtype_token(x) for x in inputs)
     for t in tokens:
         if isinstance(t, np.dtype):
@@ -328,7 +360,9 @@ def _reduction(x, kind, axis, keepdims, dtype, name, ddof=None):
         r = ops.reshape(r, tuple(s for d, s in enumerate(r.shape) if d not in axes), where)
     if kind in ("argmax", "argmin") and axis is None and keepdims:
         r = ops.reshape(r, (1,) * x.ndim, where)
-    return wrap(r)
+    out = wrap(r)
+    out._npscalar = r.ndim == 0 and not keepdims
+    return out
 
 
 def _truth(n: Node) -> Node:

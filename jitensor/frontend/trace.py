@@ -80,7 +80,8 @@ def user_frame() -> Where | None:
 class Tracer:
     """A traced array: a handle on a graph node, with ndarray's interface."""
     __array_priority__ = 1000
-    __slots__ = ("_node", "_owner", "_base", "_base_version", "_version", "_py", "_args", "_key", "__weakref__")
+    __slots__ = ("_node", "_owner", "_base", "_base_version", "_version", "_py", "_args", "_key", "_npscalar",
+                 "__weakref__")
 
     def __init__(self, node: Node, *, owner: bool = True, base: "Tracer | None" = None, py: type | None = None,
                  args: tuple = ()):
@@ -94,6 +95,7 @@ class Tracer:
         self._py = py
         self._args = args            # for a Python scalar: the names of the arguments it was computed from
         self._key = None             # for a basic-slicing view of an owned array: its index into the base
+        self._npscalar = False       # numpy would hold a numpy scalar here (a full reduction), not a 0-d array
 
     @property
     def _weak(self) -> bool:
@@ -309,11 +311,12 @@ for _name, _uf in [("lt", "less"), ("le", "less_equal"), ("gt", "greater"), ("ge
 
 
 def _pow(self, other):
-    # numpy's operator fast path: bool_array ** 2 is np.square (int8), not np.power (int64)
+    # numpy's operator fast path: bool_array ** 2 is np.square (int8), not np.power (int64); numpy's bool
+    # scalars (a full reduction's result) have no such path
     if self._py is not None and _is_py(other):
         from . import numpy_api
         return numpy_api.python_op(np.power, operator.pow, (self, other))
-    if type(other) is int and other == 2 and self.dtype == np.bool_:
+    if type(other) is int and other == 2 and self.dtype == np.bool_ and not self._npscalar:
         return np.square(self)
     return np.power(self, other)
 
