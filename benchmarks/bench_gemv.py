@@ -6,7 +6,7 @@
 Cases: `A @ x`, `x @ A`, `A.T @ (A @ x)`, `relu(A @ x + b)` (epilogue), `X @ A` with 4 rows (skinny),
 batched matvec `(b, m, k) @ (b, k, 1)`, cosine-similarity top-1 (`argmax(Qn @ Dn.T, axis=1)`), and
 `x + x.T` / `x.T.copy()` (transposes). Ratios are t_numpy / t_jitensor (> 1: faster).
-Nothing is written to RESULTS.md.
+Writes section `gemv` of RESULTS.md (`gemv-partial` for a subset; `--no-write`: print only).
 """
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ import argparse
 import functools
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("OPENBLAS_THREAD_TIMEOUT", "4")  # see bench_cpu.py: idle BLAS threads must sleep
@@ -117,6 +118,7 @@ def main(argv=None):
     ap.add_argument("--only", default="", help="comma-separated case groups: " + ",".join(ALL))
     ap.add_argument("--dtypes", default="float32,float64")
     ap.add_argument("--reps", type=int, default=9)
+    ap.add_argument("--no-write", action="store_true", help="do not touch RESULTS.md")
     args = ap.parse_args(argv)
     only = set(ALL) if not args.only else {s.strip() for s in args.only.split(",")}
     cases = make_cases(only, [s.strip() for s in args.dtypes.split(",")])
@@ -128,9 +130,25 @@ def main(argv=None):
         elif c.rtol:  # float32 sums of thousands of products: both sides round differently, by up to
             # ~K * eps of the largest result near cancellations
             c.rtol, c.atol = 1e-3, 1e-5 * float(np.abs(c.fn(*c.args)).max())
+    stamp = harness.source_stamp()
+    info = harness.machine_info()
+    t0 = time.perf_counter()
     res = harness.bench(cases, {"numpy": numpy_peer, "jitensor": jitensor_peer}, reps=args.reps)
     print()
     harness.print_table(res)
+    if args.no_write:
+        return
+    edited = harness.edited_note(stamp)
+    header = ["case", "peer", "median", "min", "vs numpy", "jitensor vs", "throughput", "status"]
+    section = "gemv" if not args.only and args.dtypes == "float32,float64" else "gemv-partial"
+    parts = ["## Matrix-vector products, skinny matmuls, transposes (`bench_gemv.py`)", "",
+             harness.machine_info_markdown(info, {"run": f"{args.reps} interleaved rounds, "
+                                                         f"{time.perf_counter() - t0:.0f} s"}), "",
+             *([f"**Warning**: {edited}.", ""] if edited else []),
+             "`vs numpy` = t_numpy / t_jitensor (> 1: jitensor is faster); numpy's matrix-vector products are "
+             "OpenBLAS's.", "", harness.markdown_table(header, harness.table_rows(res))]
+    harness.write_section(section, "\n".join(parts))
+    print(f"wrote section {section!r} of {harness.RESULTS_MD}")
 
 
 if __name__ == "__main__":
