@@ -129,7 +129,8 @@ class Lowerer:
         self.template = None
         self.fused_mm = None
         self.row_cache: dict = {}
-        self.row_locals = [n for n in graph.toposort() if id(n) in plan.row_local]
+        self.row_pos = {id(n): k for k, n in enumerate(graph.toposort()) if id(n) in plan.row_local}
+        self.by_name = {b.name: b for b in bufs.slots.values()}
 
     # -- expressions
     def expr_at(self, n: Node, idx: list[Expr]) -> Expr:
@@ -229,21 +230,22 @@ class Lowerer:
             same_index.add(id(m))
             if m is root or (ops.kind(m) == "elementwise" and id(m) not in self.bufs.slots):
                 stack.extend(i for i in m.inputs if ops.kind(i) == "elementwise")
-        evaluated, stack = set(), [root]
+        evaluated, mine, stack = set(), [], [root]
         while stack:  # nodes this kernel computes: the root's expression down to materialized values
             m = stack.pop()
             if id(m) not in evaluated:
                 evaluated.add(id(m))
+                if id(m) in self.plan.row_local:
+                    mine.append(m)
                 if m is root or id(m) not in self.bufs.slots:
                     stack.extend(m.inputs)
-        for r in self.row_locals:
-            if id(r) not in evaluated:  # another kernel's reduction: nothing here stores x into the output row
-                continue
+        # (only this kernel's reductions: another kernel's has nothing here that stores x into the output row)
+        for r in sorted(mine, key=lambda m: self.row_pos[id(m)]):
             x = r.inputs[0]
             # (reduced dims of size 1 have no loop: the row index would be the root's own, read before written)
             if (id(x) in same_index and x is not root and x.shape == root.shape and x.dtype == root.dtype
                     and all(x.shape[a] > 1 for a in r.attr("axes"))
-                    and id(x) not in self.bufs.slots and inline_cost(x, set(self.bufs.slots), {}) >= 10):
+                    and id(x) not in self.bufs.slots and inline_cost(x, self.bufs.slots) >= 10):
                 self.row_cache[id(r)] = out
                 self.memo[(id(x), tuple(nest.idx))] = Load(out.name, linear(nest.idx, c_strides(root.shape)), x.dtype)
 
@@ -311,7 +313,7 @@ class Lowerer:
     def _finish(self, n: Node, name: str, body: Stmt) -> Kernel:
         self.nest = None
         named = _buffer_names(body)
-        used = sorted({b for b in self.bufs.slots.values() if b.name in named}, key=lambda b: b.slot)
+        used = sorted({self.by_name[x] for x in named if x in self.by_name}, key=lambda b: b.slot)
         outs = tuple(self.bufs.slots[id(r)].name for r in self.plan.roots(n))
         return Kernel(name, tuple(used), body, outs, self.template,
                       tuple((c, str(w)) for c, w in self.sites.items()))
