@@ -59,6 +59,19 @@ def _min(b, x, y):
     return b.select(b.icmp_signed("<", x, y), x, y)
 
 
+def template_function(m: ir.Module, kernel):
+    """A template kernel's function, with the signature of every kernel: (error word, buffers..., begin,
+    end), buffers `noalias`. Returns (function, buffer name -> pointer, begin, end, builder at its entry)."""
+    names = [bf.name for bf in kernel.buffers]
+    fn = ir.Function(m, ir.FunctionType(VOID, [PTR] * (len(names) + 1) + [I64, I64]), name=kernel.name)
+    fn.linkage = "internal"
+    for a in fn.args[:-2]:
+        a.add_attribute("noalias")
+    ptr = dict(zip(names, fn.args[1:]))
+    begin, end = fn.args[-2:]
+    return fn, ptr, begin, end, ir.IRBuilder(fn.append_basic_block("entry"))
+
+
 def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     p = dict(kernel.template[1])
     dt = np.dtype(p["dtype"])
@@ -77,14 +90,7 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     c_buf = p["C"]
     batch = p["batch"]  # [(extent, sa, sb, sc)]
 
-    names = [bf.name for bf in kernel.buffers]
-    fn = ir.Function(m, ir.FunctionType(VOID, [PTR] * (len(names) + 1) + [I64, I64]), name=kernel.name)
-    fn.linkage = "internal"
-    for a in fn.args[:-2]:
-        a.add_attribute("noalias")
-    ptr = dict(zip(names, fn.args[1:]))
-    begin, end = fn.args[-2:]
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fn, ptr, begin, end, b = template_function(m, kernel)
 
     malloc = m.globals.get("malloc") or ir.Function(m, ir.FunctionType(PTR, [I64]), name="malloc")
     free = m.globals.get("free") or ir.Function(m, ir.FunctionType(VOID, [PTR]), name="free")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from llvmlite import ir
 
-from .gemm import _Loop, _c, _min, lane_mask, masked_load, masked_store
+from .gemm import _Loop, _c, _min, lane_mask, masked_load, masked_store, template_function
 from .types import F32, I32, PTR, VOID, ty
 
 # largest skinny side (M or N) given to this template, per form. Measured single-threaded against the GEMM
@@ -86,14 +86,7 @@ def emit_gemv(m: ir.Module, kernel, target) -> ir.Function:
     item = dt.itemsize
     W = (target.vector_bits // 8) // item
     V = ir.VectorType(T, W)
-    names = [bf.name for bf in kernel.buffers]
-    fn = ir.Function(m, ir.FunctionType(VOID, [PTR] * (len(names) + 1) + [ir.IntType(64)] * 2), name=kernel.name)
-    fn.linkage = "internal"
-    for a in fn.args[:-2]:
-        a.add_attribute("noalias")
-    ptr = dict(zip(names, fn.args[1:]))
-    begin, end = fn.args[-2:]
-    b = ir.IRBuilder(fn.append_basic_block("entry"))
+    fn, ptr, begin, end, b = template_function(m, kernel)
     em = None
     if p.get("epilogue") is not None:
         from .llvm import FnEmitter
