@@ -314,8 +314,9 @@ def check_order(plan: FusionPlan, graph: Graph) -> None:
 
 def _sibling_groups(graph: Graph, excluded: set, force, cuts=()) -> dict[int, int]:
     """Values that can share one kernel: elementwise, of one shape, none reading another. Candidates are
-    the graph's outputs, and each level of values that `_cut_levels` gave buffers (one level's values
-    cannot read each other). Returns value id -> id of its group's first value (groups of two or more)."""
+    the graph's outputs, and each level of values that `_cut_levels` gave buffers (one level's values do
+    not read each other through inlined values; a path through another kernel, such as a reduction, is
+    refused later by `_merge_and_order`). Returns value id -> id of its group's first value."""
     rep: dict[int, int] = {}
     families = [(list(graph.outputs), True)] + [(level, False) for level in cuts]
     for members, check in families:
