@@ -15,9 +15,6 @@ under a key that is the sha256 of these components (`jitensor.compiler.cache_com
 ``layouts``
     The strides of each array argument, in elements (shapes and dtypes are in the graph). A new
     memory layout (a transposed or sliced argument) misses.
-``schedule``
-    The version of the loop schedule (``compiler.SCHEDULE_VERSION``): a new scheduling strategy
-    misses instead of reusing code the old one produced.
 ``jitensor``, ``llvmlite``, ``llvm``
     The versions that generated the code: upgrading any of them misses (code generation or the
     object format may have changed).
@@ -28,6 +25,11 @@ under a key that is the sha256 of these components (`jitensor.compiler.cache_com
 ``target``
     The host's triple, CPU name and CPU features: a cache directory shared with another machine
     (a network home directory) never runs code built for a CPU with other instructions.
+
+Schedules are not in the key, but checked on a hit: the entry's manifest records, per kernel, its
+workload key and whether it was compiled with the default schedule or a tuning record's steps (their
+digest). A hit whose kernels the tuning records would now schedule differently is recompiled and
+replaced. (The default schedule is code: the ``compiler`` fingerprint covers it.)
 
 What is *not* in the key: argument values (compiled code is generic over them, except static
 arguments, which are traced in as constants and so are in the graph), file names and line numbers.

@@ -21,7 +21,6 @@ from .runtime.manifest import Launch, Manifest, ManifestError, pack, unpack
 from .runtime.program import Program
 
 log = logging.getLogger("jitensor")
-SCHEDULE_VERSION = "default-4"
 
 
 @dataclass
@@ -83,7 +82,6 @@ def cache_components(graph: Graph, layouts, target, name: str) -> dict:
         "function": name,
         "graph": graph.fingerprint(),
         "layouts": [list(s) for s in layouts],
-        "schedule": SCHEDULE_VERSION,
         "jitensor": __version__,
         "compiler": compiler_fingerprint(),
         "llvmlite": llvmlite.__version__,
@@ -99,7 +97,6 @@ def front_end(graph: Graph, layouts, target=None):
     from .graph.passes.fuse import plan_fusion
     from .graph.passes.split import split_leading_reductions
     from .loop.lower import NotRowLocal, lower, plan_buffers
-    from .loop.schedule import default_schedule
     from .target import host
     target = target or host()
     g = split_leading_reductions(optimize(graph))
@@ -108,15 +105,78 @@ def front_end(graph: Graph, layouts, target=None):
         plan = plan_fusion(g, force)
         bufs = plan_buffers(g, plan, layouts)
         try:
-            return g, plan, bufs, [default_schedule(k, target) for k in lower(g, plan, bufs)]
+            kernels = lower(g, plan, bufs)
         except NotRowLocal as e:
             force = force | {id(n) for n in e.nodes}
+            continue
+        return g, plan, bufs, schedule_kernels(kernels, target)
 
 
-def manifest_of(bufs, kernels, graph: Graph) -> Manifest:
+def schedule_kernels(kernels, target, store=None) -> list:
+    """Stage 6: each lowered kernel gets the steps of its best tuning record for this target, else its
+    default steps (loop/schedule.py). A record that no longer applies (the compiler changed) is skipped
+    with a warning, never an error."""
+    from .loop.schedule import default_schedule
+    from .loop.workload import workload_key
+    store = _records(store)
+    out = []
+    for k in kernels:
+        wk = workload_key(k)
+        rec = store.best(wk, _target_key(target)) if store is not None else None
+        sk = _apply_record(k, rec) if rec is not None and not rec.default else None
+        out.append(dataclasses.replace(sk or default_schedule(k, target), workload=wk))
+    return out
+
+
+def _records(store=None):
+    """The tuning-record store to consult, or None when there is none (no file: nothing is opened)."""
+    if store is not None:
+        return None if store.empty() else store
+    try:  # DEV: until the record store lands
+        from .tune.records import default_store
+    except ImportError:
+        return None
+    store = default_store()
+    return None if store.empty() else store
+
+
+@functools.lru_cache(maxsize=8)
+def _target_key(target) -> str:
+    from .tune.records import target_key
+    return target_key(target)
+
+
+def _apply_record(k, rec):
+    import warnings
+    from .errors import RecordWarning
+    from .loop.primitives import ScheduleError, apply, from_json
+    try:
+        sk = apply(k, from_json(rec.steps))
+    except ScheduleError as e:
+        warnings.warn(f"tuning record {rec.id} does not apply to kernel {k.name} any more ({e}); using the "
+                      "default schedule", RecordWarning, stacklevel=2)
+        return None
+    return dataclasses.replace(sk, origin=_origin(rec))
+
+
+def _origin(rec) -> str:
+    default = _records().default_record(rec.workload, rec.target) if _records() is not None else None
+    if default is not None and default.cost and rec.cost:
+        return f"record {rec.id}, {default.cost / rec.cost:.2f}x over default"
+    return f"record {rec.id}"
+
+
+def schedule_tag(k) -> str:
+    """What the disk cache compares on a hit: "default", or the digest of the record's steps."""
+    from .loop.primitives import to_json
+    from .loop.workload import steps_digest
+    return "default" if k.origin in ("", "default") else steps_digest(to_json(k.steps))
+
+
+def manifest_of(bufs, kernels, graph: Graph, target) -> Manifest:
     """What the runtime needs of a buffer plan and its scheduled kernels, as plain data (`runtime/manifest.py`)."""
-    from .codegen.llvm import parallel_extent
     from .loop.schedule import work
+    from .loop.templates import default_grain, parallel_extent
     arrays: list = []
 
     def const(arr) -> int:
@@ -135,12 +195,14 @@ def manifest_of(bufs, kernels, graph: Graph) -> Manifest:
             outputs.append((None, ("const", const(node.attr("value").array)), shape, dtype))
     launches, sites = [], {}
     for i, k in enumerate(kernels):
-        ext = parallel_extent(k)
+        ext = parallel_extent(k, target.vector_bits)
         ext = None if ext is None else int(ext)
         w = int(work(k.body))
-        grain = max(1, ext // 64) if ext and w // max(ext, 1) < 64 else 1  # tiny rows: chunk by many rows
-        grain = -(-grain // k.body.lanes) * k.body.lanes if ext and not k.template else grain
-        launches.append(Launch(f"jit_k{i}", ext, w, grain, bool(k.template)))
+        if k.template is not None:
+            grain = dict(k.template[1]).get("grain") or default_grain(ext, w)
+        else:  # a parallel loop's grain is a schedule step's (Parallel(loop, grain)); 0 leaves it to this rule
+            grain = (k.body.grain or default_grain(ext, w, k.body.lanes)) if ext else 1
+        launches.append(Launch(f"jit_k{i}", ext, w, int(grain), bool(k.template), k.workload, schedule_tag(k)))
         sites.update(k.sites or ())
     temps = tuple((slot, tuple(int(d) for d in shape), dtype) for slot, shape, dtype in bufs.temps)
     return Manifest(bufs.n_slots, tuple(bufs.inputs), tuple(outputs), temps, consts, tuple(arrays),
@@ -186,10 +248,27 @@ def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
         want = [(tuple(n.shape), n.dtype) for n in graph.outputs]
         if [(shape, dtype) for _, _, shape, dtype in m.outputs] != want:
             raise ManifestError("its manifest's outputs are not the function's")
+        if not _schedules_current(m, target):
+            return None  # compiled with other schedules than the records now choose: recompile, replace it
         return Program(LoadedCode(obj, target, len(m.kernels)), _resolve_sites(m, graph), where=where)
     except Exception as e:  # a bad manifest or object code: drop the entry, recompile, never fail the call
         disk.discard(key, f"it does not load ({e})")
         return None
+
+
+def _schedules_current(m: Manifest, target) -> bool:
+    """Whether each kernel of a stored program has the schedule the tuning records choose today (the entry's
+    key covers the graph, the compiler and the target; records can change under it)."""
+    store = _records()
+    if store is None:
+        return all(k.schedule == "default" for k in m.kernels)
+    from .loop.workload import steps_digest
+    tk = _target_key(target)
+    for k in m.kernels:
+        rec = store.best(k.workload, tk)
+        if k.schedule != ("default" if rec is None or rec.default else steps_digest(list(rec.steps))):
+            return False
+    return True
 
 
 def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None, keep_ir=False) -> Compiled:
@@ -218,7 +297,7 @@ def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None
     module = build_module(kernels, target, name=name)
     ir_text = str(module)
     obj, opt_ir = compile_object(module, target)
-    manifest = manifest_of(bufs, kernels, graph)
+    manifest = manifest_of(bufs, kernels, graph, target)
     prog = Program(LoadedCode(obj, target, len(kernels)), manifest, where=where)
     if key:
         meta, payload = pack(manifest, obj)

@@ -54,11 +54,11 @@ _TESTS = os.path.dirname(os.path.abspath(__file__))
 sys.path[:0] = [_TESTS, os.path.dirname(_TESTS)]  # this checkout's jitensor, and helpers.py
 
 import jitensor  # noqa: E402
-from jitensor.codegen import gemm, gemv  # noqa: E402
-from jitensor.codegen.llvm import REDUCTION_UNROLL  # noqa: E402
+from jitensor.codegen import gemv  # noqa: E402
+from jitensor.loop.schedule import REDUCTION_COPIES  # noqa: E402
 from jitensor.errors import JitensorError, UnsupportedError  # noqa: E402
 from jitensor.graph.passes import fold, fuse, split  # noqa: E402
-from jitensor.loop import schedule  # noqa: E402
+from jitensor.loop import schedule, templates  # noqa: E402
 from jitensor.runtime import buffers, threads  # noqa: E402
 from jitensor.target import host  # noqa: E402
 from helpers import TRANS, assert_same, assert_values  # noqa: E402
@@ -85,16 +85,18 @@ def thresholds() -> dict[str, list[int]]:
     # the work estimate (schedule.work) is ~2-30 units per element: straddle MIN_WORK_NATIVE for several
     th["threads.MIN_WORK_NATIVE"] = around(*(threads.MIN_WORK_NATIVE // w for w in (2, 3, 4, 6, 10, 20)))
     lanes = sorted({min(16, t.vector_bits // 8 // s) for s in (1, 2, 4, 8)})
-    th["lanes"] = around(*lanes, *(n * REDUCTION_UNROLL for n in lanes))
+    th["lanes"] = around(*lanes, *(n * REDUCTION_COPIES for n in lanes))
     th["prefetch.row"] = around(*(schedule.PREFETCH_MIN_ROW_BYTES // s for s in (4, 8)))
     th["column_block"] = around(64, 128, 1024, 2048)
-    nr = [2 * (t.vector_bits // 8 // s) for s in (4, 8)]
-    th["gemm.MR"] = around(gemm.MR, 2 * gemm.MR)
+    # the GEMM template's blocking is the default schedule's (loop/templates.py): read it for a large product
+    knobs = [templates.default_knobs(("gemm", (("M", 4096), ("N", 4096), ("K", 4096), ("dtype", dt), ("batch", ()))),
+                                     t, 1 << 40) for dt in ("float32", "float64")]
+    nr = [k["nv"] * (t.vector_bits // 8 // s) for k, s in zip(knobs, (4, 8))]
+    th["gemm.MR"] = around(*(x for k in knobs for x in (k["mr"], 2 * k["mr"])))
     th["gemm.NR"] = around(*nr)
-    kc = [max(64, min(512, t.l1d // (n * s) // 8 * 8)) for n, s in zip(nr, (4, 8))]
-    th["gemm.KC"] = around(*kc)
+    th["gemm.KC"] = around(*(k["kc"] for k in knobs))
     th["gemv.MAX"] = around(gemv.DOT_MAX, gemv.GEMV_MAX)  # a skinny side streams the matrix instead
-    th["gemm.NC"] = around(*(max(n, (t.l2 // 2 // (k * s)) // n * n) for n, k, s in zip(nr, kc, (4, 8))))
+    th["gemm.NC"] = around(*(k["nc"] * n for k, n in zip(knobs, nr)))
     return th
 
 

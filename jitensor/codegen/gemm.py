@@ -1,9 +1,10 @@
 """The matmul template: packed-B, register-blocked GEMM emitted directly as vector LLVM IR.
 
 C[b] = A[b] @ B[b] for float32/float64. The kernel's range [begin, end) counts row tiles of MR
-rows over all batches, so the runtime can split it across threads. Per batch and per
-(NC columns x KC depth) block, B is packed into zero-padded panels of NR = 2 vectors, then each
-MR x NR tile of C is computed in 2*MR vector registers with FMAs and added to (or stored into) C.
+rows (or column panels) over all batches, so the runtime can split it across threads. Per batch and per
+(NC columns x KC depth) block, B is packed into zero-padded panels of NR = NV vectors, then each
+MR x NR tile of C is computed in MR*NV vector registers with FMAs and added to (or stored into) C.
+MR, NV, KC, NC and the split are knobs the schedule sets (loop/templates.py), not decided here.
 All strides are compile-time constants (shapes and layouts are specialized), so A and B may be
 transposed or strided views without a copy.
 """
@@ -13,18 +14,6 @@ import numpy as np
 from llvmlite import ir
 
 from .types import F32, I32, I64, PTR, VOID, ty
-
-MR = 6
-
-
-def gemm_units(p: dict, vector_bits: int = 512) -> int:
-    """Size of the template's parallel range: row tiles or column panels, over all batches."""
-    nb = int(np.prod([bt[0] for bt in p["batch"]], dtype=np.int64))
-    if p.get("split", "rows") == "rows":
-        return nb * -(-p["M"] // MR)
-    nr = 2 * (vector_bits // 8) // np.dtype(p["dtype"]).itemsize
-    return nb * -(-p["N"] // nr)
-
 
 def _c(v):
     return ir.Constant(I64, int(v))
@@ -78,13 +67,12 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     T = ty(dt)
     W = (target.vector_bits // 8) // dt.itemsize
     V = ir.VectorType(T, W)
-    NR = 2 * W
+    # the blocking is the schedule's (loop/templates.py knobs): an MR x NV-vector register tile, KC x NC blocks of B
+    MR, NV, KC, split_ = p["mr"], p["nv"], p["kc"], p["split"]
+    NR = NV * W
+    NC = p["nc"] * NR
     M, N, K = p["M"], p["N"], p["K"]
-    # a KC x NR panel of B stays in L1 across a tile's rows; the packed KC x NC block fills half of L2
-    KC = max(64, min(512, target.l1d // (NR * dt.itemsize) // 8 * 8))
-    NC = max(NR, min(-(-N // NR) * NR, (target.l2 // 2 // (KC * dt.itemsize)) // NR * NR))
     TM = -(-M // MR)
-    split_ = p.get("split", "rows")
     a_buf, a_off, sa_i, sa_k = p["A"]
     b_buf, b_off, sb_k, sb_j = p["B"]
     c_buf = p["C"]
@@ -124,8 +112,8 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
     zero = ir.Constant(V, [0.0] * W)
     undef = ir.Constant(V, ir.Undefined)
     splat_mask = ir.Constant(ir.VectorType(I32, W), [0] * W)
-    # the kernel's range counts units over all batches: row tiles (split "rows") or column panels ("cols",
-    # so that each thread packs only its own part of B)
+    # the kernel's range counts units over all batches (templates.units): row tiles (split "rows") or column
+    # panels ("cols", so that each thread packs only its own part of B)
     NP = -(-N // NR)
     unit = TM if split_ == "rows" else NP
     first_bt = b.udiv(begin, _c(unit))
@@ -151,13 +139,13 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
                 # pack B[pc:pc+kc, jc:jc+nc] into panels [p][k][NR], zero-padding columns past N
                 with _Loop(b, fn, _c(0), npan, name="pp") as pp:
                     if sb_j == 1:  # contiguous rows of B: masked vector loads (lanes past N read nothing)
-                        js = [b.add(b.add(jc, b.mul(pp, _c(NR))), _c(v * W)) for v in range(2)]
+                        js = [b.add(b.add(jc, b.mul(pp, _c(NR))), _c(v * W)) for v in range(NV)]
                         masks = [lane_mask(b, W, b.sub(_c(N), j)) for j in js]  # per panel, not per row
                     with _Loop(b, fn, _c(0), kc, name="pk") as pk:
                         row = b.add(b.add(_c(b_off), ob), b.mul(b.add(pc, pk), _c(sb_k)))
                         dst = b.mul(b.add(b.mul(pp, kc), pk), _c(NR))
                         if sb_j == 1:
-                            for v in range(2):
+                            for v in range(NV):
                                 val = b.call(masked_load(fn.module, V, W, T),
                                              [b.gep(ptr[b_buf], [b.add(row, js[v])], source_etype=T),
                                               ir.Constant(I32, item), masks[v], zero])
@@ -182,7 +170,7 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
                                a_row=lambda r: b.add(b.add(_c(a_off), oa), b.mul(b.add(i0, _c(r)), _c(sa_i))),
                                a_k=lambda k: b.mul(b.add(pc, k), _c(sa_k)), kc=kc, panel=panel, mr=mr,
                                c0=b.add(b.add(oc, b.mul(i0, _c(N))), j0), ldc=N,
-                               ncols=ncols, first=first, NR=NR,
+                               ncols=ncols, first=first, NR=NR, MR=MR, NV=NV,
                                epi=None if em is None else (em, epilogue, last, i0, j0, M, N))
     b.call(free, [bp])
     b.ret_void()
@@ -190,8 +178,8 @@ def emit_gemm(m: ir.Module, kernel, target) -> ir.Function:
 
 
 def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, *, a_row, a_k, kc, panel, mr, c0,
-           ldc, ncols, first, NR, epi):
-    """One MR x NR tile: 2*MR accumulators over kc steps; rows past `mr` are computed but not written."""
+           ldc, ncols, first, NR, MR, NV, epi):
+    """One MR x NR tile: MR*NV vector accumulators over kc steps; rows past `mr` are computed but not written."""
     # rows past the matrix edge re-read row 0 of the tile (always in bounds); their results are dropped
     arow = [a_row(0)] + [b.select(b.icmp_signed("<", _c(r), mr), a_row(r), a_row(0)) for r in range(1, MR)]
 
@@ -207,31 +195,31 @@ def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, *, a_ro
     accs = []
     for r in range(MR):
         row = []
-        for v in range(2):
+        for v in range(NV):
             ph = b.phi(V)
             ph.add_incoming(zero, pre)
             row.append(ph)
         accs.append(row)
     boff = b.add(panel, b.mul(k, _c(NR)))
     bv = [b.load(b.gep(bp, [b.add(boff, _c(v * W))], inbounds=True, source_etype=T), typ=V, align=item)
-          for v in range(2)]
+          for v in range(NV)]
     ak = a_k(k)
     new = []
     for r in range(MR):
         a = b.load(b.gep(A, [b.add(arow[r], ak)], inbounds=True, source_etype=T), typ=T, align=item)
         av = b.shuffle_vector(b.insert_element(undef, a, ir.Constant(I32, 0)), undef, splat_mask)
-        new.append([b.call(fma, [av, bv[v], accs[r][v]]) for v in range(2)])
+        new.append([b.call(fma, [av, bv[v], accs[r][v]]) for v in range(NV)])
     k1 = b.add(k, _c(1))
     k.add_incoming(k1, b.block)
     for r in range(MR):
-        for v in range(2):
+        for v in range(NV):
             accs[r][v].add_incoming(new[r][v], b.block)
     b.cbranch(b.icmp_signed("<", k1, kc), body, done)
     b.position_at_end(done)
     res = []
     for r in range(MR):
         row = []
-        for v in range(2):
+        for v in range(NV):
             ph = b.phi(V)
             ph.add_incoming(zero, pre)
             ph.add_incoming(new[r][v], body)
@@ -242,7 +230,7 @@ def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, *, a_ro
     with b.if_else(full) as (then, other):
         with then:
             for r in range(MR):
-                for v in range(2):
+                for v in range(NV):
                     addr = b.gep(C, [b.add(c_at(r), _c(v * W))], inbounds=True, source_etype=T)
                     old = b.load(addr, typ=V, align=item)
                     val = b.select(first, res[r][v], b.fadd(old, res[r][v]))
@@ -251,7 +239,7 @@ def _micro(b, fn, fma, V, W, T, item, A, bp, C, splat_mask, undef, zero, *, a_ro
             mt = ir.VectorType(ir.IntType(1), W)
             mload, mstore = masked_load(fn.module, V, W, T), masked_store(fn.module, V, W, T)
             for r in range(MR):
-                for v in range(2):
+                for v in range(NV):
                     mask = lane_mask(b, W, b.sub(ncols, _c(v * W)))
                     mask = b.select(b.icmp_signed("<", _c(r), mr), mask, ir.Constant(mt, [0] * W))
                     addr = b.gep(C, [b.add(c_at(r), _c(v * W))], source_etype=T)

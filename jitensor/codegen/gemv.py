@@ -24,6 +24,7 @@ import numpy as np
 from llvmlite import ir
 
 from .gemm import _Loop, _c, _min, lane_mask, masked_load, masked_store, template_function
+from ..loop.templates import units
 from .types import F32, I32, PTR, VOID, ty
 
 # largest skinny side (M or N) given to this template, per form. Measured single-threaded against the GEMM
@@ -31,7 +32,6 @@ from .types import F32, I32, PTR, VOID, ty
 # 8 vectors; dot 1.1-3.5x faster for 2 to 4, even at 6, and from 0.4x to 2.8x at 8 (one row per group).
 GEMV_MAX = 8
 DOT_MAX = 4
-KU = 4  # axpy: k steps per load/store of the output block
 
 
 def gemv_params(gemm: dict) -> dict | None:
@@ -61,24 +61,6 @@ def gemv_params(gemm: dict) -> dict | None:
     return None
 
 
-def _block(p: dict, vector_bits: int) -> int:
-    """Axpy: output elements per parallel unit (S rows of it in 2 KiB)."""
-    W = (vector_bits // 8) // np.dtype(p["dtype"]).itemsize
-    return max(W, (2048 // np.dtype(p["dtype"]).itemsize // p["S"]) // W * W)
-
-
-def _rows(p: dict) -> tuple[int, int]:
-    """Dot: (rows per group R, accumulators per row/vector pair U): R*S*U <= 8 vector accumulators."""
-    U = 2 if p["S"] == 1 else 1
-    return max(1, min(4, 8 // (p["S"] * U))), U
-
-
-def gemv_units(p: dict, vector_bits: int = 512) -> int:
-    nb = int(np.prod([bt[0] for bt in p["batch"]], dtype=np.int64))
-    per = _rows(p)[0] if p["form"] == "dot" else _block(p, vector_bits)
-    return nb * -(-p["V"] // per)
-
-
 def emit_gemv(m: ir.Module, kernel, target) -> ir.Function:
     p = dict(kernel.template[1])
     dt = np.dtype(p["dtype"])
@@ -92,8 +74,8 @@ def emit_gemv(m: ir.Module, kernel, target) -> ir.Function:
         from .llvm import FnEmitter
         em = FnEmitter.attach(m, kernel, fn, b, ptr)
     g = _Gen(m, fn, b, p, T, V, W, item, ptr, em)
-    g.l2 = target.l2
-    unit = gemv_units(p, target.vector_bits) // max(1, int(np.prod([bt[0] for bt in p["batch"]], dtype=np.int64)))
+    unit = units(kernel.template, target.vector_bits) // max(1, int(np.prod([bt[0] for bt in p["batch"]],
+                                                                           dtype=np.int64)))
     first_bt = b.udiv(begin, _c(unit))
     last_bt = b.add(b.udiv(b.sub(end, _c(1)), _c(unit)), _c(1))
     g.setup()
@@ -188,7 +170,7 @@ class _Gen:
     def dot(self, u0, u1, offs):
         p, b, W, fn = self.p, self.b, self.W, self.fn
         S, K, Vn = p["S"], p["K"], p["V"]
-        R, U = _rows(p)
+        R, U = p["rows"], p["accs"]  # the schedule's knobs (loop/templates.py)
         om, ox, oc = offs
         m_buf, m_off, mv, mk = p["mat"]
         x_buf, x_off, xs, xk = p["vec"]
@@ -312,10 +294,11 @@ class _Gen:
     def axpy(self, u0, u1, offs):
         p, b, W, fn = self.p, self.b, self.W, self.fn
         S, K, Vn = p["S"], p["K"], p["V"]
-        NB = _block(p, W * self.item * 8)
+        NB = p["block"] * W  # the schedule's knobs (loop/templates.py)
         # a thread's units are one contiguous range of the output: stream each row of the matrix over it
         # (a block per pass over all rows would touch a new page per row), in chunks whose output stays in L2
-        CB = max(NB, (self.l2 // 4 // (S * self.item)) // NB * NB)
+        CB = p["chunk"] * NB
+        KU = p["ku"]
         om, ox, oc = offs
         m_buf, m_off, mv, mk = p["mat"]
         x_buf, x_off, xs, xk = p["vec"]

@@ -19,6 +19,7 @@ from ..errors import CompileError
 from ..loop import ir as L
 # loading object code lives with the runtime (a disk hit needs it without the code generator)
 from ..runtime.loader import LoadedCode, _lock, binding, load_object, target_machine  # noqa: F401
+from ..loop.templates import parallel_extent
 from .semantics import emit_call, emit_cast
 from .types import F32, I1, I8, I32, I64, PTR, VOID, _suffix, mem_ty, ty
 
@@ -301,9 +302,9 @@ class FnEmitter:
         count = b.sub(stop, start)
         main_end = b.add(start, b.mul(b.udiv(count, ir.Constant(I64, n)), ir.Constant(I64, n)))
         accs = _accumulators(s.body)
-        # a reduction runs REDUCTION_UNROLL independent vector accumulators: one chain would wait on the
+        # `copies` body copies per main-loop iteration, each with its own vector accumulators (the schedule's
         # latency of each combine (about 4 cycles for a NaN-aware max) instead of issuing at throughput
-        unroll = REDUCTION_UNROLL if accs else 1
+        unroll = s.copies
         vptrs = {}
         for name, op in accs.items():  # vector accumulators start at the combine op's identity
             ptr, dt = self.locals[name]
@@ -397,7 +398,6 @@ class FnEmitter:
         return self.b.call(fn, args)
 
 
-REDUCTION_UNROLL = 4
 COMBINE_OPS = ("reduce_add", "reduce_mul", "maximum", "minimum", "logical_or", "logical_and")
 
 
@@ -431,20 +431,6 @@ def _identity(op, dt):
     info = np.iinfo(dt)
     v = info.min if op == "maximum" else info.max
     return v & ((1 << (8 * dt.itemsize)) - 1)
-
-
-def parallel_extent(k: L.Kernel) -> int | None:
-    """The extent of a kernel's outermost loop if it is marked parallel (for templates: their own range)."""
-    if k.template and k.template[0] == "gemm":
-        from .gemm import gemm_units
-        from ..target import host
-        return gemm_units(dict(k.template[1]), host().vector_bits)
-    if k.template and k.template[0] == "gemv":
-        from .gemv import gemv_units
-        from ..target import host
-        return gemv_units(dict(k.template[1]), host().vector_bits)
-    s = k.body
-    return s.extent if isinstance(s, L.For) and s.kind == "parallel" else None
 
 
 def code_key(k: L.Kernel) -> tuple:
@@ -490,7 +476,7 @@ def build_module(kernels: list[L.Kernel], target, name="jitensor") -> ir.Module:
     b = ir.IRBuilder(entry.append_basic_block("entry"))
     slot = loader(b, entry.args[0])
     for k, fn in zip(kernels, fns):
-        ext = parallel_extent(k) or 0
+        ext = parallel_extent(k, target.vector_bits) or 0
         b.call(fn, [entry.args[0]] + [slot(buf.slot) for buf in k.buffers] + [ir.Constant(I64, 0), ir.Constant(I64, ext)])
     b.ret_void()
     for i, (k, fn) in enumerate(zip(kernels, fns)):

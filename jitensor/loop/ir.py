@@ -191,6 +191,8 @@ class For(Stmt):
     body: Stmt
     kind: str = "serial"  # serial | vectorize | unroll | parallel
     lanes: int = 1        # vector width when kind == "vectorize"
+    copies: int = 1       # vector loops: body copies per main-loop iteration (a reduction's independent accumulators)
+    grain: int = 0        # parallel loops: iterations per chunk handed to a thread (0: the runtime's rule)
 
 
 @dataclass(frozen=True)
@@ -251,6 +253,11 @@ class Kernel:
     # stays the reference semantics (dumps, interpreters)
     template: tuple | None = None
     sites: tuple = ()  # (error code, source line) of the ops whose checks this kernel runs
+    # how it was scheduled: the steps applied to the lowered kernel (primitives.to_json form) and where
+    # they came from ("default" or "record N, 1.4x over default"); empty before scheduling
+    steps: tuple = ()
+    origin: str = ""
+    workload: str = ""  # its workload key (loop/workload.py), set when it is scheduled
 
     def __str__(self):
         return format_kernel(self)
@@ -260,6 +267,7 @@ def format_stmt(s: Stmt, ind: int = 1) -> list[str]:
     p = "  " * ind
     if isinstance(s, For):
         tags = ([s.kind] if s.kind != "serial" else []) + ([f"vector x{s.lanes}"] if s.lanes > 1 else [])
+        tags += ([f"copies {s.copies}"] if s.copies > 1 else []) + ([f"grain {s.grain}"] if s.grain else [])
         tag = f"  # {', '.join(tags)}" if tags else ""
         return [f"{p}for {s.var} in 0..{s.extent}:{tag}"] + format_stmt(s.body, ind + 1)
     if isinstance(s, Seq):
@@ -283,7 +291,22 @@ def format_kernel(k: Kernel) -> str:
     if k.template:
         params = {n: (str(v) if isinstance(v, Expr) else v) for n, v in k.template[1]}
         head += f"  # template {k.template[0]} {params}"
-    return "\n".join([head] + format_stmt(k.body))
+    lines = [head]
+    if k.origin:
+        lines.append(f"  # schedule ({k.origin}): " + ("; ".join(map(_step_text, k.steps)) or "no steps"))
+    return "\n".join(lines + format_stmt(k.body))
+
+
+def _step_text(st) -> str:
+    """Split(loop='i', factor=4) -> split i 4 (a schedule step, compactly)."""
+    args = []
+    for f in st.__dataclass_fields__:
+        v = getattr(st, f)
+        if f == "knobs":
+            args += [f"{n}={x}" for n, x in v]
+        else:
+            args.append(" ".join(map(str, v)) if isinstance(v, tuple) else str(v))
+    return " ".join([type(st).__name__] + args)
 
 
 # -- smart constructors for index arithmetic (keep the IR small and readable)

@@ -132,6 +132,7 @@ class Tile:
 class Vectorize:
     loop: str
     lanes: int
+    copies: int = 1
 
 
 @dataclass(frozen=True)
@@ -142,6 +143,7 @@ class Unroll:
 @dataclass(frozen=True)
 class Parallel:
     loop: str
+    grain: int = 0
 
 
 @dataclass(frozen=True)
@@ -161,9 +163,31 @@ class ComputeAt:
     loop: str
 
 
-Step = Union[Split, Reorder, Fuse, Tile, Vectorize, Unroll, Parallel, CacheWrite, Inline, ComputeAt]
+@dataclass(frozen=True)
+class BlockColumns:
+    factor: int
+
+
+@dataclass(frozen=True)
+class PrefetchRows:
+    loop: str
+    distance: int = 1
+
+
+@dataclass(frozen=True)
+class TemplateKnobs:
+    knobs: tuple[tuple[str, object], ...]
+
+    def __post_init__(self):
+        items = self.knobs.items() if isinstance(self.knobs, dict) else self.knobs
+        object.__setattr__(self, "knobs", tuple((str(n), v) for n, v in items))
+
+
+Step = Union[Split, Reorder, Fuse, Tile, Vectorize, Unroll, Parallel, CacheWrite, Inline, ComputeAt, BlockColumns,
+             PrefetchRows, TemplateKnobs]
 STEPS = {"split": Split, "reorder": Reorder, "fuse": Fuse, "tile": Tile, "vectorize": Vectorize, "unroll": Unroll,
-         "parallel": Parallel, "cache_write": CacheWrite, "inline": Inline, "compute_at": ComputeAt}
+         "parallel": Parallel, "cache_write": CacheWrite, "inline": Inline, "compute_at": ComputeAt,
+         "block_columns": BlockColumns, "prefetch_rows": PrefetchRows, "template_knobs": TemplateKnobs}
 _NAMES = {c: n for n, c in STEPS.items()}
 
 
@@ -176,12 +200,14 @@ def to_json(steps) -> list[dict]:
         d = {"step": _NAMES[type(s)]}
         for f in fields(s):
             v = getattr(s, f.name)
-            d[f.name] = [_plain(x) for x in v] if isinstance(v, tuple) else _plain(v)
+            d[f.name] = _plain(v)
         out.append(d)
     return out
 
 
 def _plain(v):
+    if isinstance(v, tuple):
+        return [_plain(x) for x in v]
     return int(v) if isinstance(v, np.integer) else v
 
 
@@ -773,22 +799,29 @@ def _unclamp_invariant(e: Expr, v: str) -> Expr:
     return _rewrite(e, fn, {})
 
 
-def _mark(k: Kernel, name: str, kind: str, lanes: int = 1) -> Kernel:
+def _int(v) -> bool:
+    return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+
+def _mark(k: Kernel, name: str, kind: str, lanes: int = 1, copies: int = 1, grain: int = 0) -> Kernel:
     loop, _ = _loop(k, name)
     if kind == "vectorize":
-        if not isinstance(lanes, (int, np.integer)) or isinstance(lanes, bool) or lanes < 2 or lanes & (lanes - 1):
+        if not _int(lanes) or lanes < 2 or lanes & (lanes - 1):
             raise _Illegal(f"lanes must be a power of two >= 2, got {lanes!r}")
+        if not _int(copies) or not 1 <= copies <= 16:
+            raise _Illegal(f"copies must be an int in 1..16, got {copies!r}")
         if _has_loop(loop.body):
             raise _Illegal(f"loop {name} is not innermost")
         why = _vector_reason(replace(loop, lanes=int(lanes)))
         if why:
             raise _Illegal(why)
         # a parallel loop stays parallel (the vector loop then runs over the thread's range)
-        new = replace(loop, kind="parallel" if loop.kind == "parallel" else "vectorize", lanes=int(lanes))
+        new = replace(loop, kind="parallel" if loop.kind == "parallel" else "vectorize", lanes=int(lanes),
+                      copies=int(copies))
     elif kind == "unroll":
         if loop.kind == "parallel":
             raise _Illegal(f"loop {name} is parallel")
-        new = replace(loop, kind="unroll", lanes=1)
+        new = replace(loop, kind="unroll", lanes=1, copies=1)
     else:
         if loop.kind == "unroll":
             raise _Illegal(f"loop {name} is marked unroll")
@@ -797,7 +830,9 @@ def _mark(k: Kernel, name: str, kind: str, lanes: int = 1) -> Kernel:
                            "body runs in parallel)")
         if not _parallel_ok(loop):
             raise _Illegal(f"iterations of loop {name} write overlapping parts of a buffer")
-        new = replace(loop, kind="parallel")
+        if not _int(grain) or grain < 0:
+            raise _Illegal(f"grain must be an int >= 0 (0: the runtime's rule), got {grain!r}")
+        new = replace(loop, kind="parallel", grain=int(grain))
     return replace(k, body=_replace_node(k.body, loop, new))
 
 
@@ -933,11 +968,45 @@ def _compute_at(k: Kernel, st: ComputeAt) -> Kernel:
     return replace(k, body=_replace_node(k.body, seq, new))
 
 
+def _block_columns(k: Kernel, st: BlockColumns) -> Kernel:
+    if not _int(st.factor) or st.factor < 1:
+        raise _Illegal(f"factor must be an int >= 1, got {st.factor!r}")
+    try:
+        return replace(k, body=_schedule.block_columns(k.body, int(st.factor)))
+    except _schedule.NotApplicable as e:
+        raise _Illegal(str(e)) from None
+
+
+def _prefetch_rows(k: Kernel, st: PrefetchRows) -> Kernel:
+    if not _int(st.distance) or st.distance < 1:
+        raise _Illegal(f"distance must be an int >= 1, got {st.distance!r}")
+    loop, _ = _loop(k, st.loop)
+    if k.body is not loop:
+        raise _Illegal(f"loop {st.loop} is not the kernel's outermost loop")
+    try:
+        return replace(k, body=_schedule.prefetch_next_rows(loop, int(st.distance)))
+    except _schedule.NotApplicable as e:
+        raise _Illegal(str(e)) from None
+
+
+def _template_knobs(k: Kernel, st: TemplateKnobs) -> Kernel:
+    from . import templates
+    if k.template is None:
+        raise _Illegal(f"kernel {k.name} has no code-generator template (or a loop step replaced it)")
+    why = templates.check(k.template, dict(st.knobs))
+    if why:
+        raise _Illegal(why)
+    return replace(k, template=templates.with_knobs(k.template, dict(st.knobs)))
+
+
 _APPLY = {Split: _split, Reorder: _reorder, Fuse: _fuse, Tile: _tile, CacheWrite: _cache_write, Inline: _inline,
           ComputeAt: _compute_at,
-          Vectorize: lambda k, s: _mark(k, s.loop, "vectorize", s.lanes),
+          Vectorize: lambda k, s: _mark(k, s.loop, "vectorize", s.lanes, copies=s.copies),
           Unroll: lambda k, s: _mark(k, s.loop, "unroll"),
-          Parallel: lambda k, s: _mark(k, s.loop, "parallel")}
+          Parallel: lambda k, s: _mark(k, s.loop, "parallel", grain=s.grain),
+          BlockColumns: lambda k, s: _block_columns(k, s),
+          PrefetchRows: lambda k, s: _prefetch_rows(k, s),
+          TemplateKnobs: lambda k, s: _template_knobs(k, s)}
 
 
 def _violations(k: Kernel) -> set:
@@ -961,13 +1030,13 @@ def apply(kernel: Kernel, steps) -> Kernel:
     """Apply `steps` in order; raise ScheduleError (with .step, .index) at the first illegal one."""
     steps = list(steps)
     k = replace(kernel, body=_uniquify(kernel.body))
-    if steps and getattr(k, "template", None) is not None:
-        k = replace(k, template=None)  # the scheduled loops, not the template, implement the kernel now
     bad = _violations(k)
     for i, st in enumerate(steps):
         fn = _APPLY.get(type(st))
         if fn is None:
             raise ScheduleError(f"step {i}: not a schedule step: {st!r}", step=st, index=i)
+        if k.template is not None and type(st) is not TemplateKnobs:
+            k = replace(k, template=None)  # the scheduled loops, not the template, implement the kernel now
         try:
             k2 = fn(k, st)
             new_bad = _violations(k2) - bad
@@ -977,7 +1046,7 @@ def apply(kernel: Kernel, steps) -> Kernel:
             raise ScheduleError(f"step {i} {st!r} is illegal on kernel {kernel.name}: {e}", step=st, index=i) from None
         k = k2
         bad = _violations(k)
-    return k
+    return replace(k, steps=tuple(kernel.steps) + tuple(steps))
 
 
 def loops(kernel: Kernel) -> list[tuple[str, int, int]]:

@@ -258,17 +258,6 @@ def _load_exprs(x):
     return [e for e in nodes(x) if isinstance(e, Load)]
 
 
-def vectorize_innermost(s: Stmt, vector_bits: int) -> Stmt:
-    if isinstance(s, Seq):
-        return Seq(tuple(vectorize_innermost(x, vector_bits) for x in s.body))
-    if isinstance(s, For):
-        if not _has_loop(s.body):
-            lanes = vector_lanes(s, vector_bits)
-            return replace(s, lanes=lanes) if lanes > 1 else s
-        return replace(s, body=vectorize_innermost(s.body, vector_bits))
-    return s
-
-
 def _has_loop(s) -> bool:
     if isinstance(s, For):
         return True
@@ -280,15 +269,19 @@ def _has_loop(s) -> bool:
 PREFETCH_MIN_ROW_BYTES = 2048  # shorter rows: the hardware prefetcher keeps up on its own
 
 
-def prefetch_next_rows(loop: For) -> For:
+class NotApplicable(Exception):
+    """A transformation whose pattern the kernel does not have (the primitive turns it into a ScheduleError)."""
+
+
+def prefetch_next_rows(loop: For, distance: int = 1) -> For:
     """A row kernel (a parallel loop over rows whose body makes several passes over each row) reads each
     row from memory in its first pass, with the cores waiting, then computes from cache with memory
-    idle. Prefetching the next row during the second pass overlaps the two: one prefetch per vector of
-    the pass, at the same column of row + 1."""
+    idle. Prefetching a later row (`distance` rows ahead) during the second pass overlaps the two: one
+    prefetch per vector of the pass, at the same column of row + distance."""
     passes = loop.body.body if isinstance(loop.body, Seq) else ()
     loops = [(i, p) for i, p in enumerate(passes) if isinstance(p, For) and p.lanes > 1 and not _has_loop(p.body)]
     if loop.kind != "parallel" or len(loops) < 2:
-        return loop
+        raise NotApplicable(f"loop {loop.var} is not a parallel loop over rows with two vectorized passes")
     first, (i2, second) = loops[0][1], loops[1]
     hints = []
     for buf, index in dict.fromkeys((ld.buf, ld.index) for ld in _load_exprs(first.body)):
@@ -301,10 +294,11 @@ def prefetch_next_rows(loop: For) -> For:
             continue
         g = {k: v for k, v in f.items() if k != first.var}
         g[second.var] = 1
-        g[None] = g.get(None, 0) + stride
+        g[None] = g.get(None, 0) + stride * distance
         hints.append(Prefetch(buf, from_affine(g)))
     if not hints:
-        return loop
+        raise NotApplicable(f"the first pass of loop {loop.var} reads no row of at least {PREFETCH_MIN_ROW_BYTES} "
+                            "bytes that the second pass could prefetch")
     body2 = second.body.body if isinstance(second.body, Seq) else (second.body,)
     new2 = replace(second, body=Seq(tuple(hints) + tuple(body2)))
     return replace(loop, body=Seq(passes[:i2] + (new2,) + passes[i2 + 1:]))
@@ -318,26 +312,28 @@ def _column_block(extent: int) -> int | None:
     return max(whole or ok, default=None)
 
 
-def block_columns(body: Stmt) -> Stmt:
+def block_columns(body: Stmt, B: int) -> Stmt:
     """A column reduction (`for r: for c: t[c] = combine(t[c], x[r, c])`, after loops over the same
     columns that initialize `t`) runs its reduction loop outermost, so it cannot run in parallel.
     Blocking the columns makes a parallel loop over column blocks, each block making its own pass
-    over the rows: `for cb (parallel): [init t[cb*B : cb*B+B]]; for r: for c in 0..B: ...`. Applied
-    only when the result passes `parallel_legal` (blocks write disjoint parts of every buffer)."""
+    over the rows: `for cb: [init t[cb*B : cb*B+B]]; for r: for c in 0..B: ...`. Raises NotApplicable
+    unless the body has that form, B divides the columns, and the result passes `parallel_legal`
+    (blocks write disjoint parts of every buffer)."""
     from .primitives import _subst
     stmts = body.body if isinstance(body, Seq) else (body,)
+    shape = NotApplicable("the kernel is not a column reduction (loops over the columns, then a loop over rows "
+                          "around one over the same columns)")
     if not stmts or not all(isinstance(x, For) and x.kind == "serial" for x in stmts):
-        return body
+        raise shape
     red = stmts[-1]
     inner = red.body
     if not isinstance(inner, For) or _has_loop(inner.body):
-        return body
+        raise shape
     C = inner.extent
     if any(x.extent != C or _has_loop(x.body) for x in stmts[:-1]):
-        return body
-    B = _column_block(C)
-    if B is None:
-        return body
+        raise shape
+    if C % B or B >= C:
+        raise NotApplicable(f"a block of {B} columns does not divide {C} columns into several blocks")
     cb = "cb"
     while any(cb == f.var for f in _all_loops(body)):
         cb += "_"
@@ -347,7 +343,9 @@ def block_columns(body: Stmt) -> Stmt:
         return For(loop.var, B, _subst(loop.body, {loop.var: at}))
     new = [blocked(x) for x in stmts[:-1]] + [replace(red, body=blocked(inner))]
     out = For(cb, C // B, Seq(tuple(new)))
-    return out if parallel_legal(out) else body
+    if not parallel_legal(out):
+        raise NotApplicable("column blocks would write overlapping parts of a buffer")
+    return out
 
 
 def _all_loops(s: Stmt):
@@ -398,22 +396,83 @@ def transpose_tiles(body: Stmt) -> list:
     return [] if t is None else [Tile((i, j), (t, t))]
 
 
-def default_schedule(k: Kernel, target=None) -> Kernel:
-    body = collapse(k.body)
-    if k.template is None and not isinstance(body, For):
-        body = block_columns(body)
-    if k.template is None:
-        steps = transpose_tiles(body)
-        if steps:
-            from .primitives import ScheduleError, apply
-            try:
-                body = apply(replace(k, body=body), steps).body
-            except ScheduleError:  # the primitives' legality check has the last word
-                pass
+def default_steps(k: Kernel, target) -> list:
+    """The default schedule of a lowered kernel as replayable steps, decided one at a time on the kernel as
+    scheduled so far (a step the primitives refuse is left out):
+      template kernels: TemplateKnobs with the blocking of loop/templates.py;
+      loop kernels: Fuse every perfectly nested pair whose indices stay affine (outermost first: fewer,
+      longer loops vectorize better), BlockColumns for a column reduction, Tile a transposing copy,
+      Vectorize every innermost loop (4 copies for a reduction: one accumulator chain would wait on each
+      combine's latency), Parallel the outermost loop, PrefetchRows for a row kernel."""
+    from . import templates
+    from .primitives import (BlockColumns, Fuse, Parallel, PrefetchRows, ScheduleError, TemplateKnobs, Vectorize,
+                             apply)
+    if k.template is not None:
+        return [TemplateKnobs(templates.default_knobs(k.template, target, work(k.body)))]
+    steps: list = []
+    k = apply(k, [])  # loop names as the primitives see them
+
+    def attempt(step) -> bool:
+        nonlocal k
+        try:
+            k = apply(k, [step])
+        except ScheduleError:
+            return False
+        steps.append(step)
+        return True
+
+    stack = [k.body]
+    while stack:  # collapse, outermost first: a fused loop is tried again with its new inner loop
+        s = stack.pop()
+        if isinstance(s, Seq):
+            stack.extend(reversed(s.body))
+        elif isinstance(s, For):
+            if fuse(s) is not None and attempt(Fuse(s.var, s.body.var)):
+                stack.append(_find_loop(k.body, s.var))
+            else:
+                stack.append(s.body)
+    if not isinstance(k.body, For):
+        B = _column_block_of(k.body)
+        if B is not None:
+            attempt(BlockColumns(B))
+    for st in transpose_tiles(k.body):
+        attempt(st)
+    if target is not None:
+        for loop in [f for f in _all_loops(k.body) if not _has_loop(f.body)]:
+            lanes = vector_lanes(loop, target.vector_bits)
+            if lanes > 1:
+                copies = REDUCTION_COPIES if _has_reduction(loop) else 1
+                attempt(Vectorize(loop.var, lanes, copies))
+    body = k.body
     if isinstance(body, For) and body.extent > 1 and parallel_legal(body):
-        body = replace(body, kind="parallel")
-    if target is not None and k.template is None:
-        body = vectorize_innermost(body, target.vector_bits)
-        if isinstance(body, For):
-            body = prefetch_next_rows(body)
-    return replace(k, body=body)
+        from .templates import default_grain
+        attempt(Parallel(body.var, default_grain(body.extent, work(body), body.lanes)))
+        if target is not None:
+            attempt(PrefetchRows(body.var, 1))
+    return steps
+
+
+REDUCTION_COPIES = 4  # independent vector accumulators of a vectorized reduction (latency ~4 cycles per combine)
+
+
+def _has_reduction(loop: For) -> bool:
+    stmts = loop.body.body if isinstance(loop.body, Seq) else (loop.body,)
+    return any(isinstance(x, Assign) for x in stmts)
+
+
+def _find_loop(s: Stmt, name: str) -> For:
+    return next(f for f in _all_loops(s) if f.var == name)
+
+
+def _column_block_of(body: Stmt) -> int | None:
+    stmts = body.body if isinstance(body, Seq) else (body,)
+    red = stmts[-1] if stmts else None
+    if not isinstance(red, For) or not isinstance(red.body, For):
+        return None
+    return _column_block(red.body.extent)
+
+
+def default_schedule(k: Kernel, target=None) -> Kernel:
+    """The kernel scheduled by its default steps (see default_steps)."""
+    from .primitives import apply
+    return replace(apply(k, default_steps(k, target)), origin="default")

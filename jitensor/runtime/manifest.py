@@ -3,7 +3,8 @@
 A compiled program is object code plus this description of how to call it: the buffer plan (which
 pointer-table slot holds each input, output, constant and temporary, with the shapes and dtypes
 the runtime allocates), one launch record per kernel (its exported entry point, the extent of its
-parallel loop, its work estimate and chunk grain, whether it is a template), and the source line of
+parallel loop, its work estimate and chunk grain, whether it is a template, its workload key and which
+schedule it was compiled with), and the source line of
 each runtime check. The compiler builds it from the buffer plan and the scheduled kernels
 (`compiler.manifest_of`); the disk cache stores it beside the object code, so that a disk hit
 builds the program from it alone, without graph passes, fusion, lowering or scheduling.
@@ -21,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
 _DTYPES = frozenset(np.dtype(t).str for t in (np.bool_, np.int8, np.int16, np.int32, np.int64, np.uint8,
                                               np.uint16, np.uint32, np.uint64, np.float32, np.float64))
 
@@ -38,6 +39,8 @@ class Launch:
     work: int               # work estimate (schedule.work units): parallel only above threads.min_work()
     grain: int              # chunk size in iterations of the parallel loop
     template: bool          # templates redo per-chunk set-up (GEMM packs B): one chunk per thread
+    workload: str = ""      # the kernel's workload key (loop/workload.py)
+    schedule: str = "default"  # "default", or the digest of the tuning record's steps it was compiled with
 
 
 @dataclass(frozen=True)
@@ -74,7 +77,7 @@ def pack(m: Manifest, obj: bytes) -> tuple[dict, bytes]:
         "consts": [list(c) for c in m.consts],
         "arrays": descr,
         "kernels": [{"entry": k.entry, "extent": k.extent, "work": k.work, "grain": k.grain,
-                     "template": k.template} for k in m.kernels],
+                     "template": k.template, "workload": k.workload, "schedule": k.schedule} for k in m.kernels],
         "sites": [[code, str(where), node] for code, where, node in m.sites],
     }
     return d, b"".join(blobs)
@@ -137,11 +140,12 @@ def _decode(d, payload) -> tuple[Manifest, bytes]:
             outputs.append((slot(s), None, _shape(shape), _dtype(dt)))
     kernels = []
     for i, k in enumerate(d["kernels"]):
-        if k["entry"] != f"jit_k{i}" or type(k["template"]) is not bool:
+        if (k["entry"] != f"jit_k{i}" or type(k["template"]) is not bool or type(k["workload"]) is not str
+                or type(k["schedule"]) is not str):
             raise ManifestError(f"kernel {i} is {k!r}")
         ext = None if k["extent"] is None else _int(k["extent"], what="extent")
         kernels.append(Launch(k["entry"], ext, _int(k["work"], what="work"), _int(k["grain"], 1, what="grain"),
-                              k["template"]))
+                              k["template"], k["workload"], k["schedule"]))
     sites = []
     for code, where, node in d["sites"]:
         if not isinstance(where, str):
