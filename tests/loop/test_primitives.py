@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import jitensor
-import loop_interp
+from jitensor.loop import interp as loop_interp
 from jitensor.errors import JitensorError
 from jitensor.graph.passes.fuse import plan_fusion
 from jitensor.loop.ir import Buffer, Decl, For, Kernel, Load, Seq, Store, Var, format_kernel, iadd, imul

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import jitensor
-import loop_interp
+from jitensor.loop import interp as loop_interp
 from jitensor.graph.passes.fuse import plan_fusion
 from jitensor.loop.ir import For
 from jitensor.loop.lower import NotRowLocal, lower, plan_buffers

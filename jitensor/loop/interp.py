@@ -1,4 +1,5 @@
-"""A reference interpreter for the loop IR, for tests: runs a Kernel over numpy buffers without LLVM.
+"""The reference interpreter of the loop IR: the executable spec of its semantics. It runs a Kernel over
+numpy buffers without LLVM; tests check schedules and the code generator against it.
 
 `run(kernel, bufs)` executes `kernel` over `bufs` (name -> flat numpy array, updated in place) and
 returns the error codes its checks raised. The kernel is translated to a Python function once (loops
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from jitensor.loop import ir as L
+from . import ir as L
 
 _IDX = {"add": "({} + {})", "sub": "({} - {})", "mul": "({} * {})", "div": "({} // {})", "mod": "({} % {})",
         "min": "min({}, {})", "max": "max({}, {})", "lt": "({} < {})", "le": "({} <= {})", "ge": "({} >= {})",
