@@ -69,3 +69,8 @@ ERROR_MESSAGES = {ERR_INDEX: "index out of bounds in an integer-array index (np.
 
 class CacheWarning(UserWarning):
     """A cache entry was dropped or the disk cache was disabled; the call still succeeds."""
+
+
+class RecordWarning(UserWarning):
+    """The tuning-record store is unreadable (corrupt, or of another format), a record could not be
+    stored, or an imported line was skipped; compilation goes on with the default schedule."""
