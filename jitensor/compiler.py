@@ -90,26 +90,30 @@ def cache_components(graph: Graph, layouts, target, name: str) -> dict:
     }
 
 
-def front_end(graph: Graph, layouts, target=None):
+def front_end(graph: Graph, layouts, target=None, store=None):
     """Stages 3-6: graph passes, fusion plan, buffer plan, lowering and schedules ->
     (optimized graph, fusion plan, buffer plan, scheduled kernels)."""
+    from .target import host
+    g, plan, bufs, kernels = lower_graph(graph, layouts)
+    return g, plan, bufs, schedule_kernels(kernels, target or host(), store)
+
+
+def lower_graph(graph: Graph, layouts):
+    """Stages 3-5: graph passes, fusion plan, buffer plan, lowering -> (optimized graph, fusion plan,
+    buffer plan, kernels before scheduling)."""
     from .graph.passes import optimize
     from .graph.passes.fuse import plan_fusion
     from .graph.passes.split import split_leading_reductions
     from .loop.lower import NotRowLocal, lower, plan_buffers
-    from .target import host
-    target = target or host()
     g = split_leading_reductions(optimize(graph))
     force: frozenset = frozenset()
     while True:  # a row-local reduction that cannot nest in its consumer gets a buffer instead
         plan = plan_fusion(g, force)
         bufs = plan_buffers(g, plan, layouts)
         try:
-            kernels = lower(g, plan, bufs)
+            return g, plan, bufs, lower(g, plan, bufs)
         except NotRowLocal as e:
             force = force | {id(n) for n in e.nodes}
-            continue
-        return g, plan, bufs, schedule_kernels(kernels, target)
 
 
 def schedule_kernels(kernels, target, store=None) -> list:
@@ -132,10 +136,7 @@ def _records(store=None):
     """The tuning-record store to consult, or None when there is none (no file: nothing is opened)."""
     if store is not None:
         return None if store.empty() else store
-    try:  # DEV: until the record store lands
-        from .tune.records import default_store
-    except ImportError:
-        return None
+    from .tune.records import default_store
     store = default_store()
     return None if store.empty() else store
 
@@ -173,10 +174,22 @@ def schedule_tag(k) -> str:
     return "default" if k.origin in ("", "default") else steps_digest(to_json(k.steps))
 
 
-def manifest_of(bufs, kernels, graph: Graph, target) -> Manifest:
-    """What the runtime needs of a buffer plan and its scheduled kernels, as plain data (`runtime/manifest.py`)."""
+def launch_of(k, i: int, target) -> Launch:
+    """How the runtime calls scheduled kernel `k`, the i-th of its program."""
     from .loop.schedule import work
     from .loop.templates import default_grain, parallel_extent
+    ext = parallel_extent(k, target.vector_bits)
+    ext = None if ext is None else int(ext)
+    w = int(work(k.body))
+    if k.template is not None:
+        grain = dict(k.template[1]).get("grain") or default_grain(ext, w)
+    else:  # a parallel loop's grain is a schedule step's (Parallel(loop, grain)); 0 leaves it to this rule
+        grain = (k.body.grain or default_grain(ext, w, k.body.lanes)) if ext else 1
+    return Launch(f"jit_k{i}", ext, w, int(grain), bool(k.template), k.workload, schedule_tag(k))
+
+
+def manifest_of(bufs, kernels, graph: Graph, target) -> Manifest:
+    """What the runtime needs of a buffer plan and its scheduled kernels, as plain data (`runtime/manifest.py`)."""
     arrays: list = []
 
     def const(arr) -> int:
@@ -195,14 +208,7 @@ def manifest_of(bufs, kernels, graph: Graph, target) -> Manifest:
             outputs.append((None, ("const", const(node.attr("value").array)), shape, dtype))
     launches, sites = [], {}
     for i, k in enumerate(kernels):
-        ext = parallel_extent(k, target.vector_bits)
-        ext = None if ext is None else int(ext)
-        w = int(work(k.body))
-        if k.template is not None:
-            grain = dict(k.template[1]).get("grain") or default_grain(ext, w)
-        else:  # a parallel loop's grain is a schedule step's (Parallel(loop, grain)); 0 leaves it to this rule
-            grain = (k.body.grain or default_grain(ext, w, k.body.lanes)) if ext else 1
-        launches.append(Launch(f"jit_k{i}", ext, w, int(grain), bool(k.template), k.workload, schedule_tag(k)))
+        launches.append(launch_of(k, i, target))
         sites.update(k.sites or ())
     temps = tuple((slot, tuple(int(d) for d in shape), dtype) for slot, shape, dtype in bufs.temps)
     return Manifest(bufs.n_slots, tuple(bufs.inputs), tuple(outputs), temps, consts, tuple(arrays),

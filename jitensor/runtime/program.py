@@ -58,6 +58,33 @@ class Program:
         self._parallel = big and num_threads() > 1
 
     def run(self, arrays) -> list[np.ndarray]:
+        tb, outs, seen, dups, temps = self._fill(arrays)
+        p = ready_pool() if self._parallel else None
+        if p is not None:
+            for fn, addr, ext, par, grain, per_thread in self._parts:
+                if par:
+                    p.parallel_for(fn, addr, tb, ext, grain, per_thread)
+                else:
+                    fn(tb, 0, ext)
+        else:
+            self._entry(tb)
+        return self._finish(tb, outs, seen, dups)
+
+    def run_stepwise(self, arrays, before) -> list[np.ndarray]:
+        """`run`, calling before(i, slot -> address) ahead of kernel i (the tuner copies each kernel's
+        buffers as the real program leaves them for it)."""
+        tb, outs, seen, dups, temps = self._fill(arrays)
+        p = ready_pool() if self._parallel else None
+        for i, (fn, addr, ext, par, grain, per_thread) in enumerate(self._parts):
+            before(i, lambda slot: as_int(tb[slot]))
+            if par and p is not None:
+                p.parallel_for(fn, addr, tb, ext, grain, per_thread)
+            else:
+                fn(tb, 0, ext)
+        return self._finish(tb, outs, seen, dups)
+
+    def _fill(self, arrays):
+        """A fresh pointer table for one call: inputs, constants, new outputs and temporaries."""
         tb = new_table(self._nslots)
         fb = from_buffer
         for slot, a in zip(self._inputs, arrays):
@@ -82,15 +109,9 @@ class Program:
             t = alloc(shape, dtype)
             temps.append(t)
             tb[slot] = fb(t)
-        p = ready_pool() if self._parallel else None
-        if p is not None:
-            for fn, addr, ext, par, grain, per_thread in self._parts:
-                if par:
-                    p.parallel_for(fn, addr, tb, ext, grain, per_thread)
-                else:
-                    fn(tb, 0, ext)
-        else:
-            self._entry(tb)
+        return tb, outs, seen, dups, temps  # (temps: alive until the call ends)
+
+    def _finish(self, tb, outs, seen, dups) -> list[np.ndarray]:
         for pos, slot in dups:
             outs[pos] = seen[slot].copy()
         if tb[0] != NULL:

@@ -75,3 +75,125 @@ class Space:
             else:
                 out.append(float(np.log2(v)))
         return np.asarray(out, dtype=np.float32)
+
+
+# ---------------------------------------------------------------------------------------- spaces of kernels
+
+
+def _around(default, choices, lo=1, hi=None) -> tuple:
+    """`choices` within [lo, hi] plus the default, sorted, the default kept even when out of range."""
+    out = {c for c in choices if c >= lo and (hi is None or c <= hi)}
+    out.add(default)
+    return tuple(sorted(out))
+
+
+def _registers(target) -> int:
+    return 32 if target.vector_bits >= 512 else 16
+
+
+def space_for(kernel, target) -> Space:
+    """The search space of a lowered (unscheduled) kernel: the knobs of its default steps and their
+    alternatives. Its default point is the default schedule (steps equal to `default_steps`)."""
+    from ..loop.primitives import TemplateKnobs
+    from ..loop.schedule import default_steps
+    from ..loop import templates
+    steps = default_steps(kernel, target)
+    if kernel.template is not None:
+        (st,) = steps
+        assert isinstance(st, TemplateKnobs)
+        return _template_space(kernel.template, dict(st.knobs), target)
+    return _loop_space(kernel, steps, target)
+
+
+def _template_space(template, d: dict, target) -> Space:
+    from ..loop import templates
+    from ..loop.primitives import TemplateKnobs
+    p = dict(template[1])
+    kind = templates.kind(template)
+    regs = _registers(target)
+    grains = _around(d["grain"], (1, 2, 4, 8, 16, 32))
+    if kind == "gemm":
+        K, N = p["K"], p["N"]
+        W = templates.lanes(p, target.vector_bits)
+        knobs = [Knob("mr", _around(d["mr"], range(2, 9))), Knob("nv", _around(d["nv"], (1, 2, 3, 4))),
+                 Knob("kc", _around(d["kc"], (32, 64, 128, 192, 256, 384, 512, 768, 1024), hi=max(32, K))),
+                 Knob("nc", _around(d["nc"], (1, 2, 4, 8, 16, 32, 64, 128), hi=max(1, -(-N // W)))),
+                 Knob("split", ("rows", "cols")), Knob("grain", grains)]
+
+        def legal(v):  # mr x nv accumulators, nv vectors of B and a broadcast of A in registers
+            return v["mr"] * v["nv"] + v["nv"] + 1 <= regs
+    elif kind == "gemv:dot":
+        S = p["S"]
+        knobs = [Knob("rows", _around(d["rows"], range(1, 9))), Knob("accs", _around(d["accs"], (1, 2, 3, 4))),
+                 Knob("grain", grains)]
+
+        def legal(v):
+            return v["rows"] * S * v["accs"] + S <= regs
+    else:
+        knobs = [Knob("block", _around(d["block"], (1, 2, 4, 8, 16, 32, 64))),
+                 Knob("chunk", _around(d["chunk"], (1, 2, 4, 8, 16, 32, 64, 128, 256))),
+                 Knob("ku", _around(d["ku"], (1, 2, 4, 8))), Knob("grain", grains)]
+        legal = None
+    default = tuple(k.choices.index(d[k.name] if k.name in d else k.choices[0]) for k in knobs)
+    return Space(knobs, lambda v: [TemplateKnobs(tuple(v.items()))], legal, default)
+
+
+def _loop_space(kernel, steps: list, target) -> Space:
+    """Knobs of a loop kernel's default steps: each vectorized loop's lanes (0: scalar) and body copies, the
+    parallel loop (on or off) and its grain, a transpose's tile, a column reduction's block, the row
+    prefetch distance (0: none). Other steps (Fuse) are kept as they are."""
+    from ..loop.primitives import BlockColumns, Parallel, PrefetchRows, Tile, Vectorize
+    knobs, default = [], []
+
+    def knob(name, choices, d):
+        knobs.append(Knob(name, choices))
+        default.append(choices.index(d))
+    has_prefetch = any(isinstance(s, PrefetchRows) for s in steps)
+    for i, s in enumerate(steps):
+        if isinstance(s, Vectorize):
+            knob(f"lanes:{s.loop}", _around(s.lanes, (0, s.lanes // 2, s.lanes * 2), lo=0, hi=32), s.lanes)
+            knob(f"copies:{s.loop}", _around(s.copies, (1, 2, 4, 8)), s.copies)
+        elif isinstance(s, Parallel):
+            knob("parallel", (True, False), True)
+            knob("grain", _around(s.grain, (1, 2, 4, 8, 16, 64, 256)), s.grain)
+            if not has_prefetch:
+                knob("prefetch", (0, 1, 2), 0)
+        elif isinstance(s, PrefetchRows):
+            knob("prefetch", (0, 1, 2, 4), s.distance)
+        elif isinstance(s, Tile):
+            knob(f"tile:{i}", _around(s.factors[0], (0, 8, 16, 32, 64), lo=0), s.factors[0])
+        elif isinstance(s, BlockColumns):
+            knob("block", _around(s.factor, (16, 32, 64, 128, 256, 512, 1024)), s.factor)
+
+    def to_steps(v: dict) -> list:
+        out = []
+        for i, s in enumerate(steps):
+            if isinstance(s, Vectorize):
+                lanes = v[f"lanes:{s.loop}"]
+                if lanes:
+                    out.append(Vectorize(s.loop, lanes, v[f"copies:{s.loop}"]))
+            elif isinstance(s, Parallel):
+                if v["parallel"]:
+                    out.append(Parallel(s.loop, v["grain"]))
+                    if v.get("prefetch") and not has_prefetch:
+                        out.append(PrefetchRows(s.loop, v["prefetch"]))
+            elif isinstance(s, PrefetchRows):
+                if v["parallel"] and v["prefetch"]:
+                    out.append(PrefetchRows(s.loop, v["prefetch"]))
+            elif isinstance(s, Tile):
+                t = v[f"tile:{i}"]
+                if t:
+                    out.append(Tile(s.loops, (t, t)))
+            elif isinstance(s, BlockColumns):
+                out.append(BlockColumns(v["block"]))
+            else:
+                out.append(s)
+        return out
+
+    dv = {k.name: k.choices[i] for k, i in zip(knobs, default)}
+
+    def legal(v: dict) -> bool:  # no copies of a scalar loop, no grain or prefetch of a serial one (duplicates)
+        if any(n.startswith("lanes:") and x == 0 and v["copies:" + n[6:]] != 1 for n, x in v.items()):
+            return False
+        return v.get("parallel", True) or (v["grain"] == dv["grain"] and v.get("prefetch") == dv.get("prefetch"))
+    return Space(knobs, to_steps, legal, tuple(default))
