@@ -10,4 +10,13 @@ from . import cache, errors  # noqa: E402
 from .api import explain, jit  # noqa: E402
 from .target import Target  # noqa: E402
 
-__all__ = ["jit", "explain", "errors", "cache", "Target", "__version__"]
+
+def tune(fn, *args, **kwargs):
+    """Autotune the kernels of `fn(*args)` and store the best schedules as tuning records (see
+    `jitensor.tune.tuner.tune` for the options: trials=, timeout=, seed=, records=, strategy=, progress=).
+    Later calls of `fn`, in this process or any other, compile with the records. Returns a Report."""
+    from .tune.tuner import tune as _tune
+    return _tune(fn, *args, **kwargs)
+
+
+__all__ = ["jit", "explain", "tune", "errors", "cache", "Target", "__version__"]

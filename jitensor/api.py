@@ -13,6 +13,7 @@ import logging
 import os
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -126,7 +127,7 @@ class _Ref:
 
 
 class JitFunction:
-    def __init__(self, fun, *, static_argnums=(), static_argnames=(), cache=True):
+    def __init__(self, fun, *, static_argnums=(), static_argnames=(), cache=True, tune=None):
         functools.update_wrapper(self, fun)
         self.fun = fun
         self.sig = inspect.signature(fun)
@@ -154,6 +155,18 @@ class JitFunction:
         self._compiled: dict = {}
         self._info = CacheInfo()
         self._lock = threading.Lock()
+        if tune is None and os.environ.get("JITENSOR_TUNE", "").strip() not in ("", "0"):
+            from .tune.tuner import env_budget
+            self._tune = env_budget()
+        elif tune is None or tune is False:
+            self._tune = None
+        else:
+            from .tune.tuner import parse_budget
+            try:
+                self._tune = parse_budget(tune)
+            except ValueError as e:
+                raise ArgumentError(f"jitensor.jit(tune=...): {e}") from None
+        self._tuned: set = set()  # signatures tuned (or being tuned) in this process
         self.__wrapped__ = fun
         _warm_up()
 
@@ -232,6 +245,15 @@ class JitFunction:
     # -- the slow path: trace and compile
     def _compile_and_run(self, key, leaves, tree, statics):
         from .compiler import compile_graph
+        if self._tune is not None and key not in self._tuned:
+            self._tuned.add(key)
+            if not self._tune["background"]:
+                self._tune_signature(key, leaves, tree, statics, swap=False)
+            else:
+                out = self._compile_and_run(key, leaves, tree, statics)
+                threading.Thread(target=self._tune_signature, args=(key, leaves, tree, statics, True),
+                                 name=f"jitensor-tune-{self.fun.__qualname__}", daemon=True).start()
+                return out
         with self._lock:
             prog = self._programs.get(key)
             if prog is None:
@@ -253,6 +275,34 @@ class JitFunction:
                 self._compiled[key] = c
         arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in leaves]
         return prog[1](prog[0].run(arrays))
+
+    def _tune_signature(self, key, leaves, tree, statics, swap: bool):
+        """Lazy tuning (`jit(tune=...)`, JITENSOR_TUNE) of one signature, unless the records already cover its
+        kernels. A failure warns and leaves the default schedules; with `swap` (background mode) the program
+        is recompiled with the records and replaces the one calls are using."""
+        from .compiler import compile_graph
+        from .errors import TuningWarning
+        from .tune.tuner import tune_traced, tuned_before
+        try:
+            graph, layouts, finish = self._trace(leaves, tree, statics)
+            if tuned_before(graph, layouts):
+                return
+            arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in leaves]
+            opts = self._tune
+            report = tune_traced(self, graph, layouts, arrays, trials=opts["trials"], timeout=opts["timeout"],
+                                 progress=False if swap else None)
+            log.info("jitensor: %s", report)
+            if swap:
+                c = compile_graph(graph, layouts, name=f"{self.fun.__module__}.{self.fun.__qualname__}",
+                                  use_disk=self.use_disk_cache)
+                with self._lock:
+                    self._programs[key] = (c.program, finish)
+                    self._compiled[key] = c
+        except KeyboardInterrupt:
+            raise
+        except Exception as e:  # tuning is an optimization: never the reason a call fails
+            warnings.warn(f"tuning {self.fun.__qualname__} failed ({type(e).__name__}: {e}); it keeps its default "
+                          "schedules", TuningWarning, stacklevel=3)
 
     def _miss_reason(self, key) -> str:
         """Why `key` compiles: the differences from the closest signature compiled before."""
@@ -364,6 +414,12 @@ class JitFunction:
             self._programs.clear()
             self._compiled.clear()
 
+    def _traced(self, args, kwargs):
+        """(graph, layouts, argument arrays) of a call with these arguments (the tuner's view of it)."""
+        leaves, tree, statics = self._bind(args, kwargs)
+        graph, layouts, _ = self._trace(leaves, tree, statics)
+        return graph, layouts, [a if type(a) is np.ndarray else np.asarray(a) for a in leaves]
+
     def lower(self, *args, **kwargs):
         """Trace and compile for these arguments without running; returns the Compiled record."""
         from .compiler import compile_graph
@@ -423,13 +479,18 @@ def _describe(key) -> str:
     return "(" + ", ".join(_fmt(s) for s in _specs(key)) + ")"
 
 
-def jit(fun=None, *, static_argnums=(), static_argnames=(), cache=True):
+def jit(fun=None, *, static_argnums=(), static_argnames=(), cache=True, tune=None):
     """Compile a numpy function just in time (per argument shapes/dtypes/static values).
 
     `@jitensor.jit` or `@jitensor.jit(static_argnames=("axis",), cache=True)`.
+    tune: autotune each new signature on its first call, unless tuning records already cover its kernels:
+    True (256 trials), a trial count, or {"trials": n, "timeout": seconds, "background": bool}; background
+    returns at once with the default schedules and swaps in the tuned program when tuning ends. Default:
+    the JITENSOR_TUNE environment variable (unset: off).
     """
     if fun is None:
-        return lambda f: jit(f, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache)
+        return lambda f: jit(f, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache,
+                             tune=tune)
     if isinstance(fun, JitFunction):
         return fun
     if isinstance(fun, np.ufunc):  # its keyword defaults (out=, where=...) are not arguments to trace
@@ -438,7 +499,7 @@ def jit(fun=None, *, static_argnums=(), static_argnames=(), cache=True):
         fun.__name__ = fun.__qualname__ = uf.__name__
     if not callable(fun):
         raise ArgumentError(f"jitensor.jit expects a function, got {type(fun).__name__}")
-    return JitFunction(fun, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache)
+    return JitFunction(fun, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache, tune=tune)
 
 
 def explain(fun, *args, what=("graph", "fused", "loop", "llvm"), **kwargs) -> str:

@@ -255,7 +255,8 @@ def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
         if [(shape, dtype) for _, _, shape, dtype in m.outputs] != want:
             raise ManifestError("its manifest's outputs are not the function's")
         if not _schedules_current(m, target):
-            return None  # compiled with other schedules than the records now choose: recompile, replace it
+            disk.remove(key)  # compiled with other schedules than the records now choose: recompile, replace it
+            return None
         return Program(LoadedCode(obj, target, len(m.kernels)), _resolve_sites(m, graph), where=where)
     except Exception as e:  # a bad manifest or object code: drop the entry, recompile, never fail the call
         disk.discard(key, f"it does not load ({e})")

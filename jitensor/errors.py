@@ -74,3 +74,7 @@ class CacheWarning(UserWarning):
 class RecordWarning(UserWarning):
     """The tuning-record store is unreadable (corrupt, or of another format), a record could not be
     stored, or an imported line was skipped; compilation goes on with the default schedule."""
+
+
+class TuningWarning(UserWarning):
+    """Autotuning failed or was skipped; the function runs with its default schedules."""

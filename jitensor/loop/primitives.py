@@ -62,6 +62,18 @@ Steps
       iteration (to make an outer nest perfect). Legal when `loop` follows it in the same block and holds
       every use, and nothing the computation reads is written from its old place through `loop`.
       Producers in other kernels cannot move: kernel boundaries are the fusion planner's decision.
+  BlockColumns(factor)  a column reduction (loops initializing t over the columns, then `for r: for c:
+      t[c] = combine(t[c], x[r, c])`) becomes `for cb: [init t[cb*B:(cb+1)*B]]; for r: for c in 0..B` (B =
+      factor, dividing the columns into several blocks), so that blocks can run in parallel.
+  PrefetchRows(loop, distance=1)  in a parallel loop over rows making several vectorized passes over each
+      row, the second pass prefetches the same columns `distance` rows ahead (memory works while the cores
+      compute from cache).
+  TemplateKnobs(knobs)  set the knobs of a code-generator template kernel (loop/templates.py: GEMM blocking
+      and register tile, matrix-vector rows and accumulators, the thread grain); every knob of the template
+      must end up set. The only step that keeps a template.
+  Vectorize(loop, lanes, copies) emits `copies` vector bodies per main-loop iteration (independent
+  accumulators of a reduction); Parallel(loop, grain) hands the runtime chunks of `grain` iterations (0: its
+  own rule).
 """
 from __future__ import annotations
 
@@ -996,7 +1008,11 @@ def _template_knobs(k: Kernel, st: TemplateKnobs) -> Kernel:
     why = templates.check(k.template, dict(st.knobs))
     if why:
         raise _Illegal(why)
-    return replace(k, template=templates.with_knobs(k.template, dict(st.knobs)))
+    t = templates.with_knobs(k.template, dict(st.knobs))
+    missing = [n for n in templates.KNOBS[templates.kind(t)] if n not in templates.knobs_of(t)]
+    if missing:
+        raise _Illegal(f"knob(s) {', '.join(missing)} of {templates.kind(t)} are not set")
+    return replace(k, template=t)
 
 
 _APPLY = {Split: _split, Reorder: _reorder, Fuse: _fuse, Tile: _tile, CacheWrite: _cache_write, Inline: _inline,

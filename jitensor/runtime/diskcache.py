@@ -712,6 +712,15 @@ class DiskCache:
         _check_key(key)
         self._drop(self._entry_path(key), _Corrupt(reason))
 
+    def remove(self, key: str) -> None:
+        """Remove a valid entry that is out of date (its kernels' schedules are not the ones the tuning
+        records choose now), silently: the next store writes the new one."""
+        _check_key(key)
+        try:
+            os.unlink(self._entry_path(key))
+        except OSError:
+            pass
+
     def clear(self) -> int:
         """Remove every entry; returns how many were removed. Statistics are kept."""
         n = 0

@@ -101,8 +101,33 @@ def space_for(kernel, target) -> Space:
     if kernel.template is not None:
         (st,) = steps
         assert isinstance(st, TemplateKnobs)
-        return _template_space(kernel.template, dict(st.knobs), target)
-    return _loop_space(kernel, steps, target)
+        space = _template_space(kernel.template, dict(st.knobs), target)
+    else:
+        space = _loop_space(kernel, steps, target)
+    return _checked(space, kernel)
+
+
+def _checked(space: Space, kernel) -> Space:
+    """`space` whose legality also asks the primitives (apply the point's steps, pure Python, memoized), so
+    that an illegal point is rejected before anything is built and never costs a trial."""
+    from ..loop.primitives import ScheduleError, apply
+    memo: dict = {}
+    rule = space._is_legal
+
+    def legal(v: dict) -> bool:
+        key = tuple(v.items())
+        ok = memo.get(key)
+        if ok is None:
+            ok = rule is None or bool(rule(v))
+            if ok:
+                try:
+                    apply(kernel, space._to_steps(v))
+                except ScheduleError:
+                    ok = False
+            memo[key] = ok
+        return ok
+    space._is_legal = legal
+    return space
 
 
 def _template_space(template, d: dict, target) -> Space:
@@ -138,6 +163,18 @@ def _template_space(template, d: dict, target) -> Space:
     return Space(knobs, lambda v: [TemplateKnobs(tuple(v.items()))], legal, default)
 
 
+def _prefetch_applies(kernel, steps) -> bool:
+    from ..loop.primitives import Parallel, PrefetchRows, ScheduleError, apply
+    par = [s for s in steps if isinstance(s, Parallel)]
+    if not par:
+        return False
+    try:
+        apply(kernel, steps + [PrefetchRows(par[0].loop, 1)])
+    except ScheduleError:
+        return False
+    return True
+
+
 def _loop_space(kernel, steps: list, target) -> Space:
     """Knobs of a loop kernel's default steps: each vectorized loop's lanes (0: scalar) and body copies, the
     parallel loop (on or off) and its grain, a transpose's tile, a column reduction's block, the row
@@ -149,6 +186,7 @@ def _loop_space(kernel, steps: list, target) -> Space:
         knobs.append(Knob(name, choices))
         default.append(choices.index(d))
     has_prefetch = any(isinstance(s, PrefetchRows) for s in steps)
+    can_prefetch = has_prefetch or _prefetch_applies(kernel, steps)
     for i, s in enumerate(steps):
         if isinstance(s, Vectorize):
             knob(f"lanes:{s.loop}", _around(s.lanes, (0, s.lanes // 2, s.lanes * 2), lo=0, hi=32), s.lanes)
@@ -156,7 +194,7 @@ def _loop_space(kernel, steps: list, target) -> Space:
         elif isinstance(s, Parallel):
             knob("parallel", (True, False), True)
             knob("grain", _around(s.grain, (1, 2, 4, 8, 16, 64, 256)), s.grain)
-            if not has_prefetch:
+            if can_prefetch and not has_prefetch:
                 knob("prefetch", (0, 1, 2), 0)
         elif isinstance(s, PrefetchRows):
             knob("prefetch", (0, 1, 2, 4), s.distance)

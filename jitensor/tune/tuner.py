@@ -1,0 +1,379 @@
+"""Tuning a jitted function: its kernels' schedules searched, measured and stored as records.
+
+`tune(fn, *args)` traces and lowers `fn` for these arguments, runs the default program once to capture each
+kernel's real inputs, and gives each distinct kernel (by workload key: the steps of an unrolled loop are one
+task) a search space (space.py). The trial budget is spent in rounds of `batch` trials on the task with the
+largest expected gain: its default time (times its repeats in the program) scaled by how much its best has
+improved lately (meta-schedule's task scheduler has the same aim), so a 20 us kernel does not take the trials
+a 20 ms one needs. Every trial is stored as a record at once (an interrupted run keeps them all); the default
+schedule is always measured, wins ties, and a record only replaces it by being strictly faster. Later
+compiles, in this process or any other, take the best record of each kernel (compiler.schedule_kernels).
+"""
+from __future__ import annotations
+
+import math
+import os
+import sys
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class KernelResult:
+    name: str
+    kind: str
+    workload: str
+    repeats: int                     # kernels of the program with this workload (unrolled loops)
+    default: float | None            # seconds (median)
+    best: float | None
+    trials: int = 0
+    failed: int = 0
+    seconds: float = 0.0
+    best_steps: list | None = None   # primitives.to_json form
+    curve: list = field(default_factory=list)  # best cost after each trial
+    skipped: str = ""                # why it was not searched
+
+    @property
+    def speedup(self) -> float | None:
+        return self.default / self.best if self.default and self.best else None
+
+
+@dataclass
+class Report:
+    function: str
+    kernels: list
+    seconds: float
+    trials: int
+    interrupted: bool = False
+
+    def __str__(self):
+        head = f"tuned {self.function}: {self.trials} trials in {self.seconds:.1f} s"
+        rows = [("kernel", "kind", "default", "best", "speedup", "trials", "failed", "seconds")]
+        for r in self.kernels:
+            rows.append((r.name + (f" x{r.repeats}" if r.repeats > 1 else ""), r.kind, _fmt(r.default),
+                         _fmt(r.best), f"{r.speedup:.2f}x" if r.speedup else "-", str(r.trials), str(r.failed),
+                         f"{r.seconds:.1f}" if not r.skipped else r.skipped))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines = ["  ".join(c.ljust(w) if i < 2 else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths)))
+                 for row in rows]
+        return "\n".join([head] + lines)
+
+    @property
+    def speedup(self) -> float | None:
+        """Whole-program estimate: the sum of default times over the sum of best times."""
+        d = sum((r.default or 0) * r.repeats for r in self.kernels)
+        b = sum((r.best or r.default or 0) * r.repeats for r in self.kernels)
+        return d / b if d and b else None
+
+
+def _fmt(s) -> str:
+    if s is None:
+        return "-"
+    return f"{s * 1e3:.3f} ms" if s >= 1e-4 else f"{s * 1e6:.1f} us"
+
+
+class _Task:
+    def __init__(self, kernel, name, repeats, buffers, target):
+        from ..loop.primitives import to_json
+        from ..loop.schedule import default_steps
+        from ..loop.workload import workload_key
+        from .features import kind_of
+        from .measure import Task, standalone
+        from .space import space_for
+        self.name, self.repeats = name, repeats
+        self.kernel = standalone(kernel)
+        self.workload = workload_key(kernel)
+        self.kind = kind_of(kernel)
+        self.space = space_for(self.kernel, target)
+        self.default_json = to_json(default_steps(self.kernel, target))
+        self.task = Task(self.kernel, buffers, self.default_json, target)
+        self.history: list = []      # (point, cost) in trial order
+        self.result = KernelResult(name, self.kind, self.workload, repeats, None, None)
+        self.stale = 0               # rounds since the best last improved by more than 1%
+
+    def gain(self) -> float:
+        r = self.result
+        if r.default is None:
+            return 0.0
+        return r.default * self.repeats * (r.best or r.default) / r.default * 0.7 ** self.stale
+
+
+def tune(fn, *args, trials: int = 256, timeout: float | None = None, seed: int = 0, records=None,
+         strategy: str = "thompson", early_stop: int | None = 64, batch: int = 8, progress=None,
+         min_share: float = 0.01, **kwargs) -> Report:
+    """Search schedules for the kernels of `fn(*args, **kwargs)` and store the measurements as tuning records.
+
+    trials: the budget over all kernels (each kernel's default measurement counts as one); timeout: seconds,
+    checked between rounds; seed: the search order (the same seed, function and arguments try the same
+    schedules); records: a RecordStore or a path (default: the store beside the kernel cache); strategy:
+    "thompson" (default), "greedy", "epsilon" or "random"; early_stop: a kernel is dropped after this many
+    trials without a 1% gain; progress: a bar on stderr (default: when stderr is a terminal); min_share:
+    kernels below this share of the program's default time keep their default schedule.
+    Returns a Report (print it for a table). Ctrl-C stops the search; every trial measured so far is kept.
+    """
+    from ..api import JitFunction, jit
+    jf = fn if isinstance(fn, JitFunction) else jit(fn)
+    graph, layouts, arrays = jf._traced(args, kwargs)
+    report = tune_traced(jf, graph, layouts, arrays, trials=trials, timeout=timeout, seed=seed, records=records,
+                         strategy=strategy, early_stop=early_stop, batch=batch, progress=progress,
+                         min_share=min_share)
+    jf.cache_clear()  # this process's next call compiles with the records
+    return report
+
+
+def tune_traced(jf, graph, layouts, arrays, *, trials=256, timeout=None, seed=0, records=None, strategy="thompson",
+                early_stop=64, batch=8, progress=None, min_share=0.01) -> Report:
+    """`tune` of a function already traced for its arguments (the dispatcher's lazy tuning)."""
+    from ..target import host
+    from .measure import Measurer
+    t_start = time.perf_counter()
+    store = _store(records)
+    target = host()
+    tasks = _tasks(graph, layouts, arrays, target)
+    name = getattr(jf.fun, "__qualname__", str(jf.fun))
+    bar = _Progress(name, trials, progress)
+    measurer = Measurer()
+    report = Report(name, [t.result for t in tasks], 0.0, 0)
+    interrupted = False
+    try:
+        _search(tasks, measurer, store, target, trials, timeout, seed, strategy, early_stop, batch, min_share,
+                bar, t_start)
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        measurer.close()
+        bar.close()
+    report.trials = sum(t.result.trials for t in tasks)
+    report.seconds = time.perf_counter() - t_start
+    report.interrupted = interrupted
+    if interrupted:
+        raise KeyboardInterrupt
+    return report
+
+
+def _store(records):
+    from .records import RecordStore, default_store
+    return records if isinstance(records, RecordStore) else RecordStore(records) if records else default_store()
+
+
+def tuned_before(graph, layouts, records=None) -> bool:
+    """Whether every kernel of this program has a measured default schedule in the records (it was tuned)."""
+    from ..compiler import lower_graph
+    from ..loop.workload import workload_key
+    from ..target import host
+    from .records import target_key
+    store = _store(records)
+    if store.empty():
+        return False
+    tkey = target_key(host())
+    return all(store.default_record(workload_key(k), tkey) is not None for k in lower_graph(graph, layouts)[3])
+
+
+def _tasks(graph, layouts, arrays, target) -> list:
+    """One task per distinct kernel of the program, with its buffers as the default program leaves them."""
+    from ..codegen.llvm import build_module, compile_object
+    from ..compiler import lower_graph, manifest_of
+    from ..loop.schedule import default_schedule
+    from ..loop.workload import workload_key
+    from ..runtime.loader import LoadedCode
+    from ..runtime.program import Program
+    from .measure import capture
+    g, plan, bufs, kernels = lower_graph(graph, layouts)
+    sched = [default_schedule(k, target) for k in kernels]
+    obj, _ = compile_object(build_module(sched, target, name="tune"), target)
+    prog = Program(LoadedCode(obj, target, len(sched)), manifest_of(bufs, sched, graph, target))
+    caps = capture(prog, arrays, sched)
+    tasks, seen = [], {}
+    for k, cap in zip(kernels, caps):
+        wk = workload_key(k)
+        if wk in seen:
+            seen[wk].repeats += 1
+            continue
+        t = seen[wk] = _Task(k, k.name, 1, cap, target)
+        tasks.append(t)
+    return tasks
+
+
+def _search(tasks, measurer, store, target, trials, timeout, seed, strategy, early_stop, batch, min_share, bar,
+            t_start):
+    from .records import Record, target_key
+    from .search import tune_space
+    tkey = target_key(target)
+    used = 0
+    past = {}  # (workload, steps) -> cost of a record already in the store: resumed, not measured again
+    for i, t in enumerate(tasks):
+        measurer.add(i, t.task)
+        for r in store.records(workload=t.workload, target=tkey):
+            past[(t.workload, _key(r.steps))] = r.cost
+
+    def measure_fn(t, i):
+        def measure(points):
+            nonlocal used
+            out = []
+            for p in points:
+                steps = _json(t.space.steps(p))
+                c = past.get((t.workload, _key(steps)), ...)
+                if c is ...:
+                    costs, err = measurer.measure(i, steps)
+                    is_default = p == tuple(t.space.default)
+                    store.add(Record(t.workload, tkey, tuple(steps), tuple(costs or ()), err, is_default, t.kind))
+                    c = float(np.median(costs)) if costs else None
+                    past[(t.workload, _key(steps))] = c
+                    if err:
+                        t.result.failed += 1
+                out.append(c)
+                used += 1
+                bar.trial(t.name, c, t.result)
+            return out
+        return measure
+
+    featurizers = {i: _featurizer(t, target) for i, t in enumerate(tasks)}
+    # every task's default first: the weights of the budget split
+    for i, t in enumerate(tasks):
+        if used >= trials:
+            break
+        t0 = time.perf_counter()
+        res = tune_space(t.space, measure_fn(t, i), featurizers[i], 1, batch=1, seed=seed, strategy=strategy)
+        _take(t, res, time.perf_counter() - t0)
+    total = sum((t.result.default or 0) * t.repeats for t in tasks) or 1.0
+    for t in tasks:
+        if t.result.default is None:
+            t.result.skipped = "default failed"
+        elif t.result.default * t.repeats < min_share * total:
+            t.result.skipped = "small"
+        elif len(t.space) <= 1:
+            t.result.skipped = "no choices"
+    rnd = 0
+    while used < trials and (timeout is None or time.perf_counter() - t_start < timeout):
+        live = [t for t in tasks if not t.result.skipped]
+        if not live:
+            break
+        t = max(live, key=lambda t: t.gain())
+        i = tasks.index(t)
+        rnd += 1
+        t0 = time.perf_counter()
+        before = t.result.best
+        want = len(t.history) + min(batch, trials - used)
+        res = tune_space(t.space, measure_fn(t, i), featurizers[i], want, batch=batch, seed=seed + 7919 * rnd,
+                         strategy=strategy, history=list(t.history))
+        _take(t, res, time.perf_counter() - t0)
+        gained = before is not None and t.result.best is not None and t.result.best < before * 0.99
+        t.stale = 0 if gained else t.stale + 1
+        if len(res.trials) < want:
+            t.result.skipped = "space exhausted"
+        elif early_stop is not None and t.stale * batch >= early_stop:
+            t.result.skipped = "converged"
+
+
+def _take(t, res, seconds):
+    t.history = [(tuple(p), c) for p, c in res.trials]
+    r = t.result
+    r.trials = len(t.history)
+    r.seconds += seconds
+    r.default = res.default_cost
+    r.curve = list(res.curve)
+    if res.best is not None and res.best_cost is not None:
+        r.best = res.best_cost
+        r.best_steps = _json(t.space.steps(res.best))
+
+
+def _featurizer(t, target):
+    """Features of a point: the scheduled kernel's loop-IR features, the knob values, the machine's figures."""
+    from ..loop.primitives import apply
+    from .features import features
+    from .hardware import hardware_features
+    hw = hardware_features(target)
+
+    def featurize(points):
+        rows = []
+        for p in points:
+            k = apply(t.kernel, t.space.steps(p))
+            rows.append(np.concatenate([features(k), t.space.encode(p), hw]))
+        return np.asarray(rows, dtype=np.float32)
+    return featurize
+
+
+def _json(steps) -> list:
+    from ..loop.primitives import to_json
+    return to_json(steps)
+
+
+def _key(steps) -> str:
+    import json
+    return json.dumps(list(steps), sort_keys=True, separators=(",", ":"))
+
+
+class _Progress:
+    """One line on stderr, rewritten per trial: trials done, the kernel, its best vs default, time left."""
+
+    def __init__(self, name, total, enabled):
+        self.name, self.total = name, total
+        self.on = sys.stderr.isatty() if enabled is None else bool(enabled)
+        self.n, self.t0, self.last = 0, time.perf_counter(), 0.0
+
+    def trial(self, kernel, cost, result):
+        self.n += 1
+        if not self.on:
+            return
+        now = time.perf_counter()
+        if now - self.last < 0.1 and self.n < self.total:
+            return
+        self.last = now
+        rate = (now - self.t0) / self.n
+        left = max(0.0, (self.total - self.n) * rate)
+        sp = f"{result.speedup:.2f}x" if result.speedup else "-"
+        width = 24
+        done = int(width * min(1.0, self.n / max(self.total, 1)))
+        sys.stderr.write(f"\r{self.name} [{'#' * done}{'.' * (width - done)}] {self.n}/{self.total} "
+                         f"{kernel}: best {sp} over default, ~{_clock(left)} left   ")
+        sys.stderr.flush()
+
+    def close(self):
+        if self.on:
+            sys.stderr.write("\n")
+            sys.stderr.flush()
+
+
+def _clock(s: float) -> str:
+    s = int(math.ceil(s))
+    return f"{s // 60}:{s % 60:02d}"
+
+
+def env_budget() -> dict | None:
+    """JITENSOR_TUNE: unset, "" or "0": off; "1": on with the defaults; an int: that many trials; or
+    comma-separated key=value (trials=, timeout=, background=) e.g. "trials=64,background=1"."""
+    v = os.environ.get("JITENSOR_TUNE", "").strip()
+    if v in ("", "0", "off", "false", "no"):
+        return None
+    return parse_budget(v)
+
+
+def parse_budget(v) -> dict:
+    """A `jit(tune=...)` value or JITENSOR_TUNE string -> {"trials", "timeout", "background"}."""
+    out = {"trials": 256, "timeout": None, "background": False}
+    if v is True or v in ("1", "on", "true", "yes"):
+        return out
+    if isinstance(v, bool) or v is None:
+        raise ValueError(f"tune must be True, a trial count, or a dict, got {v!r}")
+    if isinstance(v, int):
+        return dict(out, trials=v)
+    if isinstance(v, dict):
+        bad = set(v) - set(out)
+        if bad:
+            raise ValueError(f"unknown tuning option(s) {sorted(bad)} (options: trials, timeout, background)")
+        return dict(out, **v)
+    if isinstance(v, str):
+        if v.isdigit():
+            return dict(out, trials=int(v))
+        d = {}
+        for part in v.split(","):
+            k, _, x = part.partition("=")
+            k = k.strip()
+            if k not in out or not x:
+                raise ValueError(f"JITENSOR_TUNE: cannot read {part!r} (e.g. 64, or trials=64,timeout=60,background=1)")
+            d[k] = x.strip().lower() in ("1", "true", "yes", "on") if k == "background" else float(x) \
+                if k == "timeout" else int(x)
+        return dict(out, **d)
+    raise ValueError(f"tune must be True, a trial count, or a dict, got {v!r}")
