@@ -11,10 +11,11 @@ regrouped for this IR. The groups, and why each is there:
   shape_*     one-hot of `kind_of`'s loop class (elementwise, row-reduce, ...): the coarse computation,
               which decides what a schedule can win (vectors, blocking, threads).
   k_*         kernel totals: work (schedule.work's units, what the runtime compares with the thread
-              hand-off; a subexpression that statements of one loop body share counts once), flops, loads/stores executed, bytes touched (distinct elements: the compulsory
-              traffic) and accessed (every load and store), arithmetic intensity (flops per byte
-              touched / accessed: compute- or bandwidth-bound), counts of loops, statements, buffers,
-              locals, checks, prefetches.
+              hand-off; a subexpression that statements of one loop body share counts once), flops,
+              loads/stores executed, bytes touched (distinct elements: the compulsory traffic) and
+              accessed (every load and store), arithmetic intensity (flops per byte touched / accessed:
+              compute- or bandwidth-bound), counts of loops, statements, buffers, locals, checks,
+              prefetches.
   ops_* / hot_*  arithmetic by class (add-like, mul, fma, div, math-library calls as in
               schedule.COSTLY_CALLS, compares/selects, casts, bitwise, index arithmetic, index div/mod,
               loads, stores): `ops_` over the whole run, `hot_` per iteration of the hot innermost loop
@@ -50,8 +51,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..loop.ir import Assign, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, LocalRef, Prefetch, Seq, \
-    Store, Var, walk
+from ..loop.ir import Assign, Call, Cast, Check, Const, Decl, Expr, For, Idx, Kernel, Load, Prefetch, Seq, Store, \
+    Var, walk
 from ..loop.schedule import COSTLY_CALLS
 
 NLEVELS = 6      # levels of the hot nest described, innermost first
@@ -115,7 +116,6 @@ def _call_class(op: str) -> str:
 
 
 _CLASS_OF: dict = {}  # op -> class, filled lazily
-_FLOPS = {"add": 1, "mul": 1, "fma": 2, "div": 1, "math": 1, "cmp": 1}
 
 
 # -- index analysis: (vars, affine form or None, reads memory), memoized over the DAG
@@ -221,11 +221,17 @@ def _info(e, memo: dict):
 # -- the analysis shared by features and kind_of
 
 class _Access:
-    __slots__ = ("buf", "info", "itemsize", "chain", "trip", "write", "leaf")
+    __slots__ = ("buf", "info", "itemsize", "chain", "trip", "write", "leaf", "deps")
 
     def __init__(self, buf, info, itemsize, chain, trip, write, leaf):
         self.buf, self.info, self.itemsize, self.chain, self.trip, self.write, self.leaf = \
             buf, info, itemsize, chain, trip, write, leaf
+        vs, aff, _ = info
+        # (position in the chain, |coefficient| (None: not affine), extent) of each loop the index uses
+        if aff is None:
+            self.deps = tuple((q, None, f.extent) for q, f in enumerate(chain) if f.var in vs)
+        else:
+            self.deps = tuple((q, abs(aff[f.var]), f.extent) for q, f in enumerate(chain) if aff.get(f.var, 0))
 
 
 class _Leaf:
@@ -338,56 +344,59 @@ class _Analysis:
 
 # -- footprints
 
-def _dep(info, loops):
-    """The (coefficient or None, extent) of each loop in `loops` that the index uses."""
-    vs, aff, _ = info
-    if aff is None:
-        return [(None, f.extent) for f in loops if f.var in vs]
-    return [(abs(aff[f.var]), f.extent) for f in loops if aff.get(f.var, 0) != 0]
-
-
-def _distinct(info, loops, itemsize):
-    """(distinct elements, distinct cache lines) one run of `loops` touches through this index, and a key
-    naming that set of elements (equal keys: the same elements, whatever the loops are called)."""
-    dep = _dep(info, loops)
+def _distinct(a: _Access, start: int):
+    """(distinct elements, distinct cache lines) one run of the access's loops from chain position `start`
+    inward touches, and a key naming that set of elements (equal keys: the same elements, whatever the
+    loops are called)."""
+    dep = [(c, e) for q, c, e in a.deps if q >= start] if start else [(c, e) for _, c, e in a.deps]
     prod = 1
     for _, e in dep:
         prod *= e
-    aff = info[1]
+    aff = a.info[1]
     if aff is None:
-        return prod, prod, ("i", id(info))
+        return prod, prod, ("i", id(a.info))
     if not dep:
         return 1, 1, aff.get(None, 0)
-    span = 1 + sum(c * (e - 1) for c, e in dep)
-    n = min(prod, span)
+    span = 1
+    for c, e in dep:
+        span += c * (e - 1)
+    n = prod if prod < span else span
     c0, e0 = min(dep)
-    if c0 * itemsize < LINE and e0:
-        lines = -(-(e0 * c0 * itemsize) // LINE) * (prod // e0)
-    else:
-        lines = n
-    lines = min(lines, n, -(-(span * itemsize) // LINE) + 1)
+    isz = a.itemsize
+    lines = -(-(e0 * c0 * isz) // LINE) * (prod // e0) if c0 * isz < LINE and e0 else n
+    lines = min(lines, n, -(-(span * isz) // LINE) + 1)
     return n, lines, (aff.get(None, 0), tuple(sorted(dep)))
 
 
-def _footprint(accesses, loops_of, bufs) -> dict:
-    """buffer -> [elements, lines] touched by one run of the loops `loops_of(access)` gives: distinct element
-    sets summed (accesses naming the same set counted once), capped at the buffer's size."""
+def _footprint(accesses, start: int, bufs) -> dict:
+    """buffer -> (elements, lines, itemsize) touched by one run of the loops from chain position `start`
+    inward: distinct element sets summed (accesses naming the same set counted once), capped at the
+    buffer's size."""
     per: dict = {}
     for a in accesses:
-        n, lines, key = _distinct(a.info, loops_of(a), a.itemsize)
-        sets = per.setdefault(a.buf, {})
+        n, lines, key = _distinct(a, start)
+        sets = per.get(a.buf)
+        if sets is None:
+            sets = per[a.buf] = {}
         old = sets.get(key)
         if old is None or old[0] < n:
             sets[key] = (n, lines, a.itemsize)
     out = {}
     for buf, sets in per.items():
-        n = sum(v[0] for v in sets.values())
-        lines = sum(v[1] for v in sets.values())
+        n = lines = isz = 0
+        for v in sets.values():
+            n += v[0]
+            lines += v[1]
+            if v[2] > isz:
+                isz = v[2]
         b = bufs.get(buf)
         if b is not None and b.size > 0:
-            n = min(n, b.size)
-            lines = min(lines, -(-(b.size * b.dtype.itemsize) // LINE) + 1)
-        out[buf] = (n, lines, max(v[2] for v in sets.values()))
+            if n > b.size:
+                n = b.size
+            cap = -(-(b.size * b.dtype.itemsize) // LINE) + 1
+            if lines > cap:
+                lines = cap
+        out[buf] = (n, lines, isz)
     return out
 
 
@@ -500,67 +509,100 @@ def _raw(kernel: Kernel) -> list:
 
     # kernel totals
     tot = dict.fromkeys(OP_CLASSES, 0)
-    work = 0
+    work = checks = prefetches = max_depth = 0
     for lf in leaves:
         t = lf.trip
         work += t * lf.work
         for c, n in lf.ops.items():
             if n:
                 tot[c] += t * n
-    flops = sum(tot[c] * w for c, w in _FLOPS.items())
-    whole = _footprint(accesses, _whole_chain, an.bufs)
-    touched = sum(n * isz for n, _, isz in whole.values())
-    written = {a.buf for a in accesses if a.write}
-    accessed = sum(a.trip * a.itemsize for a in accesses)
-    for name, v in (("k_work", work), ("k_flops", flops), ("k_loads", tot["load"]), ("k_stores", tot["store"]),
-                    ("k_bytes_touched", touched),
-                    ("k_bytes_written", sum(n * isz for b, (n, _, isz) in whole.items() if b in written)),
-                    ("k_bytes_accessed", accessed), ("k_intensity", flops / touched if touched else 0.0),
-                    ("k_intensity_accessed", flops / accessed if accessed else 0.0), ("k_loops", len(an.loops)),
-                    ("k_max_depth", max((len(lf.chain) for lf in leaves), default=0)), ("k_statements", len(leaves)),
-                    ("k_buffers", len(whole)), ("k_locals", an.locals),
-                    ("k_checks", sum(1 for lf in leaves if isinstance(lf.stmt, Check))),
-                    ("k_prefetches", sum(lf.trip for lf in leaves if isinstance(lf.stmt, Prefetch)))):
-        out[I[name]] = v
+        if len(lf.chain) > max_depth:
+            max_depth = len(lf.chain)
+        st = type(lf.stmt)
+        if st is Check:
+            checks += 1
+        elif st is Prefetch:
+            prefetches += t
+    flops = tot["add"] + tot["mul"] + 2 * tot["fma"] + tot["div"] + tot["math"] + tot["cmp"]
+    written = set()
+    accessed = 0
+    for a in accesses:
+        accessed += a.trip * a.itemsize
+        if a.write:
+            written.add(a.buf)
+    whole = _footprint(accesses, 0, an.bufs)
+    touched = touched_w = 0
+    for b, (n, _, isz) in whole.items():
+        touched += n * isz
+        if b in written:
+            touched_w += n * isz
+    out[I["k_work"]], out[I["k_flops"]], out[I["k_loads"]], out[I["k_stores"]] = \
+        work, flops, tot["load"], tot["store"]
+    out[I["k_bytes_touched"]], out[I["k_bytes_written"]], out[I["k_bytes_accessed"]] = touched, touched_w, accessed
+    out[I["k_intensity"]] = flops / touched if touched else 0.0
+    out[I["k_intensity_accessed"]] = flops / accessed if accessed else 0.0
+    out[I["k_loops"]], out[I["k_max_depth"]], out[I["k_statements"]], out[I["k_buffers"]] = \
+        len(an.loops), max_depth, len(leaves), len(whole)
+    out[I["k_locals"]], out[I["k_checks"]], out[I["k_prefetches"]] = an.locals, checks, prefetches
 
     # the hot nest: the innermost loop whose statements run most often
-    hot = max(leaves, key=lambda lf: (lf.trip, len(lf.chain)), default=None)
+    hot = max(leaves, key=_hotness, default=None)
     chain = hot.chain if hot is not None else ()
     inner = chain[-1] if chain else None
-    body = [lf for lf in leaves if (lf.chain[-1] if lf.chain else None) is inner]
+    hot_ops = dict.fromkeys(OP_CLASSES, 0)
+    for lf in leaves:
+        if (lf.chain[-1] if lf.chain else None) is inner:
+            for c, n in lf.ops.items():
+                hot_ops[c] += n
     for c, i_tot, i_hot in _OPS_AT:
         out[i_tot] = tot[c]
-        out[i_hot] = sum(lf.ops[c] for lf in body)
-    par = k.body if isinstance(k.body, For) and k.body.kind == "parallel" else None
+        out[i_hot] = hot_ops[c]
+    par = k.body if type(k.body) is For and k.body.kind == "parallel" else None
     red = hot.reduce if hot is not None else ()
     rtrip = 1
     for f in chain:
         if f.var in red:
             rtrip *= f.extent
-    for name, v in (("nest_depth", len(chain)), ("nest_trip", hot.trip if hot is not None else 0),
-                    ("nest_parallel_extent", par.extent if par is not None else 0),
-                    ("nest_work_per_parallel_iter", work / par.extent if par is not None and par.extent else 0.0),
-                    ("nest_vector_loops", sum(1 for f in an.loops if f.lanes > 1)),
-                    ("nest_unroll_loops", sum(1 for f in an.loops if f.kind == "unroll")),
-                    ("nest_unrolled_iters", sum(f.extent for f in an.loops if f.kind == "unroll")),
-                    ("nest_reduce_local", int(bool(red) and isinstance(hot.stmt, Assign))),
-                    ("nest_reduce_memory", int(bool(red) and isinstance(hot.stmt, Store))),
-                    ("nest_reduce_trip", rtrip if red else 0)):
-        out[I[name]] = v
+    vec = unr = unr_iters = 0
+    for f in an.loops:
+        if f.lanes > 1:
+            vec += 1
+        if f.kind == "unroll":
+            unr += 1
+            unr_iters += f.extent
+    out[I["nest_depth"]], out[I["nest_trip"]] = len(chain), hot.trip if hot is not None else 0
+    if par is not None:
+        out[I["nest_parallel_extent"]] = par.extent
+        out[I["nest_work_per_parallel_iter"]] = work / par.extent if par.extent else 0.0
+    out[I["nest_vector_loops"]], out[I["nest_unroll_loops"]], out[I["nest_unrolled_iters"]] = vec, unr, unr_iters
+    if red:
+        out[I["nest_reduce_local"]] = int(type(hot.stmt) is Assign)
+        out[I["nest_reduce_memory"]] = int(type(hot.stmt) is Store)
+        out[I["nest_reduce_trip"]] = rtrip
     for lv in range(min(NLEVELS, len(chain))):
-        f = chain[-1 - lv]
-        under = [a for a in accesses if any(x is f for x in a.chain)]  # (by identity: For compares by value)
-        fp = _footprint(under, lambda a, f=f: a.chain[_position(a.chain, f):], an.bufs)
-        for i, v in zip(_LEVEL_AT[lv], (f.extent, f.lanes if f.lanes > 1 else 0, int(f.kind == "unroll"),
-                                        int(f.kind == "parallel"), sum(n * isz for n, _, isz in fp.values()),
-                                        sum(lines for _, lines, _ in fp.values()))):
-            out[i] = v
+        q = len(chain) - 1 - lv
+        f = chain[q]
+        # the accesses under f: their chains run through f at the same depth (by identity: For compares by value)
+        under = [a for a in accesses if len(a.chain) > q and a.chain[q] is f]
+        nbytes = nlines = 0
+        for n, lines, isz in _footprint(under, q, an.bufs).values():
+            nbytes += n * isz
+            nlines += lines
+        at = _LEVEL_AT[lv]
+        out[at[0]], out[at[1]], out[at[2]], out[at[3]], out[at[4]], out[at[5]] = \
+            f.extent, f.lanes if f.lanes > 1 else 0, int(f.kind == "unroll"), int(f.kind == "parallel"), nbytes, nlines
 
     # buffers, most bytes first (ties broken by the other values: never by names)
     rows = []
+    by_buf: dict = {}
+    for a in accesses:
+        by_buf.setdefault(a.buf, []).append(a)
     for buf, (n, lines, isz) in whole.items():
-        mine = [a for a in accesses if a.buf == buf]
+        mine = by_buf[buf]
         a = max(mine, key=_trip)  # the hottest access (first of equals)
+        count = 0
+        for x in mine:
+            count += x.trip
         vs, aff, _ = a.info
         inner = a.chain[-1] if a.chain else None
         stride = cont = inv = strided = irregular = 0
@@ -579,7 +621,7 @@ def _raw(kernel: Kernel) -> list:
                 if not dist:
                     dist = below
             below *= f.extent
-        rows.append((n * isz, lines, sum(x.trip for x in mine), isz, stride, cont, inv, strided, irregular, reuse,
+        rows.append((n * isz, lines, count, isz, stride, cont, inv, strided, irregular, reuse,
                      dist, int(buf in written)))
     rows.sort(reverse=True)
     for at, row in zip(_BUFFER_AT, rows):
@@ -592,19 +634,12 @@ def _raw(kernel: Kernel) -> list:
     return out
 
 
-def _whole_chain(a):
-    return a.chain
-
-
 def _trip(a):
     return a.trip
 
 
-def _position(chain, f) -> int:
-    for i, x in enumerate(chain):
-        if x is f:
-            return i
-    return len(chain)
+def _hotness(lf):
+    return lf.trip, len(lf.chain)
 
 
 def feature_dict(kernel: Kernel) -> dict:

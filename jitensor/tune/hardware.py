@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import copy
 import json
+import logging
 import math
 import os
 import threading
@@ -46,6 +47,7 @@ NOMINAL = {"bw_l1_gbs": 100.0, "bw_l2_gbs": 50.0, "bw_l3_gbs": 25.0, "bw_mem_gbs
            "handoff_us": 5.0}
 _MEASURED = ("bw_l1_gbs", "bw_l2_gbs", "bw_l3_gbs", "bw_mem_gbs", "fma_gflops", "handoff_us")
 
+log = logging.getLogger("jitensor")
 _memo: dict = {}  # key -> figures, for this process
 _lock = threading.RLock()
 
@@ -66,7 +68,8 @@ def hardware(target=None, refresh: bool = False, *, measure: bool | None = None)
         figs = None if refresh else (_memo.get(key) or _load(key))
         if figs is None:
             figs = _measure(target)
-            _store(key, figs)
+            if not figs.get("failed"):
+                _store(key, figs)
         _memo[key] = figs
         return copy.deepcopy(figs)
 
@@ -250,11 +253,20 @@ def _measure(target) -> dict:
     l1, l2, l3 = target.l1d, target.l2, int(figs["l3_kib"] * 1024)
     sizes = (("bw_l1_gbs", l1 // 2), ("bw_l2_gbs", max(l2 // 2, 2 * l1)), ("bw_l3_gbs", max(l3 // 2, 2 * l2)),
              ("bw_mem_gbs", min(max(2 * l3, 32 << 20), 128 << 20)))
-    # time slices (seconds after the start, for repetitions past the first few): a compile takes ~50 ms,
-    # the first one of a process also loads LLVM (~0.3 s); about 1.2 s in all, BUDGET_S on a busy machine
-    for (name, nbytes), end in zip(sizes, (0.5, 0.6, 0.7, 0.95)):
-        figs[name] = _bandwidth(nbytes, t0 + end)
-    figs["fma_gflops"] = _fma(t0 + 1.1)
-    figs["handoff_us"] = _handoff(t0 + 1.3)
+    # when each stage stops repeating (past its first few runs), as fractions of BUDGET_S: a compile takes
+    # ~50 ms and the first of a process also loads LLVM (~0.3 s); ~1.3 s in all, under BUDGET_S when busy
+    ends = [t0 + BUDGET_S * x for x in (0.25, 0.3, 0.35, 0.475, 0.55, 0.65)]
+    stages = [(name, _bandwidth, (nbytes, end)) for (name, nbytes), end in zip(sizes, ends)]
+    stages += [("fma_gflops", _fma, (ends[4],)), ("handoff_us", _handoff, (ends[5],))]
+    failed = []
+    for name, fn, args in stages:
+        try:
+            figs[name] = float(fn(*args))
+        except Exception as e:  # noqa: BLE001 - a figure that cannot be measured is missing, not fatal
+            log.warning("jitensor: could not measure %s (%s: %s)", name, type(e).__name__, e)
+            figs[name] = math.nan
+            failed.append(name)
     figs.update(measured=True, seconds=time.perf_counter() - t0)
+    if failed:
+        figs["failed"] = failed  # (such figures are kept for this process only, never stored)
     return figs
