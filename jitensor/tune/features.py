@@ -62,8 +62,8 @@ LINE = 64        # cache line bytes (lines touched)
 KINDS = ("loops", "gemm", "gemv")
 SHAPES = ("elementwise", "row-reduce", "column-reduce", "contraction", "transpose", "gather", "other")
 OP_CLASSES = ("add", "mul", "fma", "div", "math", "cmp", "cast", "bit", "idx", "idx_divmod", "load", "store")
-# blocking knobs a template's parameters may carry (names as the code generators would spell them)
-TEMPLATE_KNOBS = ("MR", "NR", "MC", "NC", "KC", "block", "unroll")
+# the integer knobs a template's parameters carry once scheduled (loop/templates.py: the TemplateKnobs step)
+TEMPLATE_KNOBS = ("mr", "nv", "kc", "nc", "grain", "rows", "accs", "block", "chunk", "ku")
 
 _KERNEL = ("work", "flops", "loads", "stores", "bytes_touched", "bytes_written", "bytes_accessed", "intensity",
            "intensity_accessed", "loops", "max_depth", "statements", "buffers", "locals", "checks", "prefetches")

@@ -139,8 +139,9 @@ class Task:
 class Measurer:
     """A worker process measuring step lists for tasks; restarted after a crash or a timeout."""
 
-    def __init__(self, timeout: float = 20.0, repeats: int = 5, sample_seconds: float = 0.01):
+    def __init__(self, timeout: float = 20.0, repeats: int = 5, sample_seconds: float = 0.01, command=None):
         self.timeout, self.repeats, self.sample_seconds = timeout, repeats, sample_seconds
+        self.command = command or [sys.executable, "-m", "jitensor.tune.measure"]  # (tests: a faulty worker)
         self.proc = None
         self.tasks: dict = {}
         self.sent: set = set()
@@ -166,7 +167,7 @@ class Measurer:
 
     def _start(self):
         env = dict(os.environ, JITENSOR_TUNE="")  # the worker never tunes itself
-        self.proc = subprocess.Popen([sys.executable, "-m", "jitensor.tune.measure"], stdin=subprocess.PIPE,
+        self.proc = subprocess.Popen(self.command, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE, env=env)
         self.sent = set()
 

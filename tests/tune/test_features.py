@@ -276,11 +276,12 @@ def test_template_section():
     assert d["kind_gemm"] == 1 and d["kind_loops"] == 0
     assert (d["tpl_M"], d["tpl_N"], d["tpl_K"], d["tpl_itemsize"], d["tpl_batch"]) == (64, 64, 64, 4, 1)
     assert d["tpl_flops"] == 2 * 64 ** 3 and d["tpl_a_trans"] == 0 == d["tpl_b_trans"]
-    # blocking knobs present in the parameters land in their slots
+    # the knobs the schedule set land in their slots
     params = dict(mm.template[1])
-    params.update(KC=256, MR=6)
+    assert d["tpl_kc"] == params["kc"] > 0 and d["tpl_mr"] == params["mr"] > 0
+    params.update(kc=params["kc"] // 2, mr=4)
     knobbed = replace(mm, template=("gemm", tuple(params.items())))
-    assert fd(knobbed)["tpl_KC"] == 256 and fd(knobbed)["tpl_MR"] == 6 and d["tpl_KC"] == 0
+    assert fd(knobbed)["tpl_kc"] == params["kc"] and fd(knobbed)["tpl_mr"] == 4
     # a transposed operand
     c = jitensor.jit(lambda a, b: a.T @ b, cache=False).lower(_f32(64, 64), _f32(64, 64))
     t = _main(front_end(c.graph, c.layouts)[3])
