@@ -190,7 +190,7 @@ def load_code(disk, key: str, obj: bytes, library: bytes, target, n_kernels: int
         path = disk.side_file(key, library) if disk is not None and key else None
         if path is not None:
             try:
-                code = sharedlib.SharedProgramCode(path, n_kernels)
+                code = sharedlib.SharedProgramCode(path, n_kernels, image=library)
             except sharedlib.SharedLibError as e:
                 log.info("jitensor: shared library %s not loaded (%s); loading the object code", path, e)
     if code is None:

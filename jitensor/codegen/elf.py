@@ -183,6 +183,8 @@ def _link(obj: bytes) -> bytes:
             s.kind = "data"
         else:
             s.kind = "rodata"
+        if s.align > PAGE:
+            raise LinkError(f"section {s.name} is aligned to {s.align} bytes")
         s.data = bytes(s.size) if s.type == _SHT_NOBITS else obj[s.offset:s.offset + s.size]
     loaded = [s for s in secs if s.kind]
     relas = [r for r in relas if secs[r.info].kind]

@@ -90,14 +90,40 @@ def _resolve(name: str) -> int:
     raise SharedLibError(f"external function {name!r} not found")
 
 
+def check_image(data: bytes, names=()) -> None:
+    """What `dlopen` will map, checked before it does (the bytes come from a verified entry; this catches a
+    library that is not one jitensor wrote for this machine): an x86-64 ELF shared object whose program
+    headers and segments lie inside the file and that names the entry points."""
+    import struct
+    try:
+        if data[:7] != b"\x7fELF\x02\x01\x01":
+            raise SharedLibError("not a 64-bit little-endian ELF file")
+        etype, machine = struct.unpack_from("<HH", data, 16)
+        phoff, = struct.unpack_from("<Q", data, 32)
+        phentsize, phnum = struct.unpack_from("<HH", data, 54)
+        if etype != 3 or machine != 62 or phentsize != 56 or not 0 < phnum < 64 or phoff + 56 * phnum > len(data):
+            raise SharedLibError("not an x86-64 shared object with sane program headers")
+        for i in range(phnum):
+            ptype, _, off, _, _, filesz, memsz, _ = struct.unpack_from("<IIQQQQQQ", data, phoff + 56 * i)
+            if ptype in (1, 2) and (off + filesz > len(data) or filesz > memsz):
+                raise SharedLibError("a segment lies outside the file")
+    except struct.error:
+        raise SharedLibError("truncated ELF file") from None
+    missing = [n for n in names if n.encode() + b"\0" not in data]
+    if missing:
+        raise SharedLibError(f"the library does not name {', '.join(missing)}")
+
+
 class SharedCode:
     """A loaded shared library: `addresses` of the requested `names`; keeps the library mapped while alive
     (cffi closes it when this object is collected), or for the life of the process with `permanent` (code
     that threads run until the process ends: the pool's scheduler). Names in `absent` must not be defined."""
 
-    def __init__(self, path: str, names, absent=(), permanent: bool = False):
+    def __init__(self, path: str, names, absent=(), permanent: bool = False, image: bytes | None = None):
         if _disabled is not None:
             raise SharedLibError(_disabled)
+        if image is not None:  # the bytes at `path` (the caller compared them): checked before dlopen maps them
+            check_image(image, names)
         try:
             lib = _B.load_library(path, _RTLD | (getattr(os, "RTLD_NODELETE", 0x1000) if permanent else 0))
         except OSError as e:  # the loader refused it: likely the same for every library in this process
@@ -141,7 +167,7 @@ class SharedCode:
 class SharedProgramCode:
     """What `Program` needs of a program loaded from its shared library: `entry` and `kernels` addresses."""
 
-    def __init__(self, path: str, n_kernels: int):
+    def __init__(self, path: str, n_kernels: int, image: bytes | None = None):
         self.shared = SharedCode(path, ["jit_entry"] + [f"jit_k{i}" for i in range(n_kernels)],
-                                 absent=(f"jit_k{n_kernels}",))
+                                 absent=(f"jit_k{n_kernels}",), image=image)
         self.entry, self.kernels = self.shared.addresses[0], self.shared.addresses[1:]

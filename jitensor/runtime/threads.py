@@ -121,7 +121,7 @@ def _pool_code(target) -> tuple:
         path = disk.side_file(key, lib)
         if path is not None:
             try:
-                code = sharedlib.SharedCode(path, _POOL_NAMES, permanent=True)  # workers run it until exit
+                code = sharedlib.SharedCode(path, _POOL_NAMES, permanent=True, image=lib)  # run until exit
                 return code, code.addresses
             except sharedlib.SharedLibError as e:
                 log.debug("jitensor: scheduler library %s not loaded (%s); loading its object code", path, e)

@@ -396,6 +396,35 @@ def test_dlopen_failure_falls_back_to_object_code(cache_dir, monkeypatch):
     assert not sharedlib.usable() and "dlopen failed" in sharedlib.disabled_reason()
 
 
+def test_entry_whose_library_is_not_a_library_loads_its_object_code(cache_dir):
+    """A verified entry (say, written by a buggy jitensor) whose library bytes are not a shared library for
+    this machine: checked before dlopen, never mapped; the object code loads instead."""
+    x = np.linspace(-3, 3, 1000, dtype=np.float32)
+    want = jitensor.jit(gelu)(x)
+    disk = DiskCache(str(cache_dir))
+    [e] = disk.entries()
+    entry = disk.load(e["key"])
+    m = entry.meta["manifest"]
+    n_obj, n_lib = m["object_size"], m["library_size"]
+    bad = b"\x7fELF\x02\x01\x01" + bytes(9) + b"\x02\x00" + np.random.default_rng(3).bytes(n_lib - 18)  # ET_EXEC
+    payload = entry.payload[:n_obj] + bad + entry.payload[n_obj + n_lib:]
+    os.unlink(e["path"])
+    for f in cache_dir.glob("*.so"):
+        f.unlink()
+    disk.store(e["key"], payload, dict(entry.meta), side=bad)
+    second = jitensor.jit(gelu)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", CacheWarning)
+        got = second(x)
+    assert second.cache_info().disk_hits == 1 and type(_code(second)).__name__ == "LoadedCode"
+    np.testing.assert_array_equal(got, want)
+    assert sharedlib.usable()  # a bad library is that entry's problem, not the process's
+    with pytest.raises(sharedlib.SharedLibError):
+        sharedlib.check_image(bad)
+    with pytest.raises(sharedlib.SharedLibError):
+        sharedlib.check_image(b"\x7fELF")
+
+
 def test_all_mode_loads_compiled_programs_from_their_library(cache_dir, monkeypatch):
     monkeypatch.setenv("JITENSOR_SHARED_LIBS", "all")
     x = np.linspace(-3, 3, 1000, dtype=np.float32)
