@@ -102,20 +102,22 @@ _warmed = False
 
 
 def _warm_up():
-    """Load what every first call needs (the tracer's numpy table, LLVM's object loader, the host target, the
+    """Load what every first call needs (the tracer's numpy table, the runtime, the host target, the
     compiler's fingerprint) once, when the first function is decorated (usually at import of the user's
-    module), so that a first call pays only for tracing and loading (or compiling) its own code. The
-    compile-time stages are imported on the first miss: a process served by the disk cache never loads them."""
+    module), so that a first call pays only for tracing and loading (or compiling) its own code. The host
+    target comes from its disk-cache record when there is one (`target.py`), else from LLVM, which is then
+    started here. The compile-time stages (and LLVM) are imported on the first miss: a process served by the
+    disk cache never loads them."""
     global _warmed
     if _warmed or os.environ.get("JITENSOR_LAZY_INIT"):
         return
     _warmed = True
     from . import compiler
     from .frontend import numpy_api  # noqa: F401
-    from .runtime import program  # noqa: F401
+    from .runtime import program, sharedlib  # noqa: F401
     from .target import host
-    host()
     compiler.compiler_fingerprint()
+    host()
 
 
 class _Ref:

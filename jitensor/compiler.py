@@ -2,19 +2,19 @@
 optimize (graph passes) -> plan fusion -> plan buffers -> lower -> schedule -> LLVM -> machine code.
 
 The disk cache sits in front of all of it: its key is a canonical hash of everything that
-determines the machine code (see `cache_components`), and an entry holds the object code plus the
-program's manifest (`runtime/manifest.py`), so a new process builds the Program from the entry
-alone. The compile-time stages are imported only when something has to be compiled (or dumped).
+determines the machine code (see `cache_components`), and an entry holds the object code, the same
+code linked into a shared library (`codegen/elf.py`) and the program's manifest
+(`runtime/manifest.py`), so a new process builds the Program from the entry alone, loading the
+library with `dlopen` (`runtime/sharedlib.py`): neither the compile-time stages nor llvmlite are
+imported on a disk hit. They are imported only when something has to be compiled (or dumped).
 """
 from __future__ import annotations
 
-import dataclasses
 import functools
 import hashlib
 import logging
 import os
 import time
-from dataclasses import dataclass, field
 
 from .graph.ir import Graph, format_graph
 from .runtime.manifest import Launch, Manifest, ManifestError, pack, unpack
@@ -23,20 +23,25 @@ from .runtime.program import Program
 log = logging.getLogger("jitensor")
 
 
-@dataclass
 class Compiled:
-    program: Program
-    graph: Graph                      # as traced
-    optimized: Graph | None           # None until needed when the program came from the disk cache
-    groups: dict | None
-    kernels: list | None
-    llvm_ir: str | None = None
-    optimized_ir: str | None = None
-    key: str = ""
-    source: str = "compiled"          # compiled | disk
-    seconds: float = 0.0
-    timings: dict = field(default_factory=dict)
-    layouts: tuple = ()
+    """A compiled (or loaded) program and what produced it (a plain class: a dataclass costs ~1 ms to create,
+    at the start of every process)."""
+
+    def __init__(self, program: Program, graph: Graph, optimized: Graph | None, groups: dict | None,
+                 kernels: list | None, llvm_ir: str | None = None, optimized_ir: str | None = None, key: str = "",
+                 source: str = "compiled", seconds: float = 0.0, timings: dict | None = None, layouts: tuple = ()):
+        self.program = program
+        self.graph = graph                # as traced
+        self.optimized = optimized        # None until needed when the program came from the disk cache
+        self.groups = groups
+        self.kernels = kernels
+        self.llvm_ir = llvm_ir
+        self.optimized_ir = optimized_ir
+        self.key = key
+        self.source = source              # compiled | disk
+        self.seconds = seconds
+        self.timings = {} if timings is None else timings
+        self.layouts = layouts
 
     def dump(self, what=("graph", "fused", "loop", "llvm")) -> str:
         if self.kernels is None and ("fused" in what or "loop" in what):  # a disk hit: redo the front half
@@ -64,28 +69,35 @@ def compiler_fingerprint() -> str:
     """Identifies this build of jitensor's own code (file sizes and mtimes): a changed compiler never
     reuses machine code made by another, even without a version bump (editable installs)."""
     root = os.path.dirname(os.path.abspath(__file__))
-    h = hashlib.sha256()
-    for dirpath, dirs, files in sorted(os.walk(root)):
-        dirs.sort()
-        for f in sorted(files):
-            if f.endswith(".py"):
-                st = os.stat(os.path.join(dirpath, f))
-                h.update(f"{os.path.relpath(os.path.join(dirpath, f), root)}:{st.st_size}:{st.st_mtime_ns};".encode())
-    return h.hexdigest()[:16]
+    items: list = []
+
+    def walk(path, rel):  # os.scandir: one stat per file, ~0.3 ms for the package (os.walk + relpath took ~1.5)
+        with os.scandir(path) as it:
+            for e in it:
+                name = e.name
+                if name.endswith(".py"):
+                    if e.is_file():
+                        st = e.stat()
+                        items.append(f"{rel}{name}:{st.st_size}:{st.st_mtime_ns}")
+                elif name != "__pycache__" and not name.startswith(".") and e.is_dir():
+                    walk(e.path, f"{rel}{name}/")
+    walk(root, "")
+    items.sort()
+    return hashlib.sha256(";".join(items).encode()).hexdigest()[:16]
 
 
 def cache_components(graph: Graph, layouts, target, name: str) -> dict:
-    import llvmlite
     from . import __version__
-    from .runtime.loader import binding
+    from .target import toolchain
+    tools = toolchain()  # from the host record when there is one: no LLVM start-up on a disk hit
     return {
         "function": name,
         "graph": graph.fingerprint(),
         "layouts": [list(s) for s in layouts],
         "jitensor": __version__,
         "compiler": compiler_fingerprint(),
-        "llvmlite": llvmlite.__version__,
-        "llvm": ".".join(map(str, binding().llvm_version_info)),
+        "llvmlite": tools["llvmlite"],
+        "llvm": tools["llvm"],
         "target": target.key(),
     }
 
@@ -120,6 +132,7 @@ def schedule_kernels(kernels, target, store=None) -> list:
     """Stage 6: each lowered kernel gets the steps of its best tuning record for this target, else its
     default steps (loop/schedule.py). A record that no longer applies (the compiler changed) is skipped
     with a warning, never an error."""
+    import dataclasses
     from .loop.schedule import default_schedule
     from .loop.workload import workload_key
     store = _records(store)
@@ -136,6 +149,9 @@ def _records(store=None):
     """The tuning-record store to consult, or None when there is none (no file: nothing is opened)."""
     if store is not None:
         return None if store.empty() else store
+    from .runtime.diskcache import default_cache_dir
+    if not os.path.exists(os.path.join(default_cache_dir(), "records.sqlite")):  # (the usual case: no import)
+        return None
     from .tune.records import default_store
     store = default_store()
     return None if store.empty() else store
@@ -148,6 +164,7 @@ def _target_key(target) -> str:
 
 
 def _apply_record(k, rec):
+    import dataclasses
     import warnings
     from .errors import RecordWarning
     from .loop.primitives import ScheduleError, apply, from_json
@@ -234,21 +251,41 @@ def _resolve_sites(m: Manifest, graph: Graph) -> Manifest:
     nodes = graph.toposort()
     sites = tuple((code, nodes[i].where if i is not None and i < len(nodes) and nodes[i].where is not None
                    else where, i) for code, where, i in m.sites)
-    return dataclasses.replace(m, sites=sites)
+    return m.replace(sites=sites)
+
+
+def load_code(disk, key: str, obj: bytes, library: bytes, target, n_kernels: int):
+    """The entry points of a program: from its shared library when it has one (`dlopen`, no LLVM), else (or
+    when the library cannot be loaded here) from its object code with LLVM's JIT (`runtime/loader.py`)."""
+    from .runtime import sharedlib
+    code = None
+    if library and sharedlib.usable():
+        path = disk.side_file(key, library) if disk is not None and key else None
+        if path is not None:
+            try:
+                code = sharedlib.SharedProgramCode(path, n_kernels, image=library)
+            except sharedlib.SharedLibError as e:
+                log.info("jitensor: shared library %s not loaded (%s); loading the object code", path, e)
+    if code is None:
+        from .runtime.loader import LoadedCode
+        return LoadedCode(obj, target, n_kernels)
+    if os.environ.get("JITENSOR_PERF_MAP", "") not in ("", "0"):  # name the code for `perf report`
+        from .codegen import perfmap
+        perfmap.register(obj, code)
+    return code
 
 
 def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
     """The program stored under `key`, built from its manifest alone; None on a miss. An entry whose
     manifest does not describe this graph's program, or whose code does not load, is discarded (the
     caller recompiles and stores a fresh one); nothing here raises into a call."""
-    from .runtime.loader import LoadedCode
     entry = disk.load(key)
     if entry is None:
         return None
     try:
         if "manifest" not in entry.meta:
             raise ManifestError("it has no manifest")
-        m, obj = unpack(entry.meta["manifest"], entry.payload)
+        m, obj, library = unpack(entry.meta["manifest"], entry.payload)
         if len(m.inputs) != len(graph.inputs):
             raise ManifestError(f"its manifest has {len(m.inputs)} inputs, the function {len(graph.inputs)}")
         want = [(tuple(n.shape), n.dtype) for n in graph.outputs]
@@ -257,7 +294,8 @@ def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
         if not _schedules_current(m, target):
             disk.remove(key)  # compiled with other schedules than the records now choose: recompile, replace it
             return None
-        return Program(LoadedCode(obj, target, len(m.kernels)), _resolve_sites(m, graph), where=where)
+        return Program(load_code(disk, key, obj, library, target, len(m.kernels)), _resolve_sites(m, graph),
+                       where=where)
     except Exception as e:  # a bad manifest or object code: drop the entry, recompile, never fail the call
         disk.discard(key, f"it does not load ({e})")
         return None
@@ -281,7 +319,7 @@ def _schedules_current(m: Manifest, target) -> bool:
 def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None, keep_ir=False) -> Compiled:
     """Stages 3-7 for a traced graph, or only a disk-cache load when the entry exists (then the Compiled
     record has no optimized graph or kernels; `dump` recomputes them)."""
-    from .target import host
+    from .target import host, save_host, verify_host
     t0 = time.perf_counter()
     target = host()
     disk, key, comps = None, "", None
@@ -294,26 +332,53 @@ def compile_graph(graph: Graph, layouts, *, name="fn", use_disk=True, where=None
     if key and not keep_ir:
         prog = _from_disk(disk, key, graph, target, where)
         if prog is not None:
+            save_host()  # a no-op unless LLVM described the host (no record yet): then the next process need not
             c = Compiled(prog, graph, None, None, None, key=key, source="disk", seconds=time.perf_counter() - t0,
                          timings={"disk load": time.perf_counter() - t0}, layouts=tuple(layouts))
             _dump(c)
             return c
     from .codegen.llvm import LoadedCode, build_module, compile_object
+    from .runtime import sharedlib
+    if verify_host():  # the host record this process keyed on disagrees with LLVM: key again, on LLVM's values
+        target = host()
+        if key:
+            comps = cache_components(graph, layouts, target, name)
+            key = key_hash(comps)
     g, plan, bufs, kernels = front_end(graph, layouts, target)
     t1 = time.perf_counter()
     module = build_module(kernels, target, name=name)
     ir_text = str(module)
     obj, opt_ir = compile_object(module, target)
     manifest = manifest_of(bufs, kernels, graph, target)
-    prog = Program(LoadedCode(obj, target, len(kernels)), manifest, where=where)
+    library = link_library(obj) if key else b""
+    if library and sharedlib.mode() == "all":  # load what a disk hit would (tests exercise the library this way)
+        code = load_code(disk, key, obj, library, target, len(kernels))
+    else:
+        code = LoadedCode(obj, target, len(kernels))
+    prog = Program(code, manifest, where=where)
     if key:
-        meta, payload = pack(manifest, obj)
-        disk.store(key, payload, {"name": name, "components": comps, "manifest": meta})
+        meta, payload = pack(manifest, obj, library)
+        disk.store(key, payload, {"name": name, "components": comps, "manifest": meta}, side=library)
+        save_host()  # so that the next process's disk hits key without starting LLVM
     t2 = time.perf_counter()
     c = Compiled(prog, graph, g, plan.groups(g), kernels, ir_text, opt_ir, key, "compiled", t2 - t0,
                  {"passes+lower": t1 - t0, "llvm": t2 - t1}, tuple(layouts))
     _dump(c)
     return c
+
+
+def link_library(obj: bytes) -> bytes:
+    """The shared library of object code `obj` (`codegen/elf.py`), or b"" where none can be made (not x86-64
+    Linux, JITENSOR_SHARED_LIBS=0, an object the linker does not handle): then disk hits load the object code."""
+    from .runtime import sharedlib
+    if not sharedlib.supported():
+        return b""
+    from .codegen.elf import LinkError, link
+    try:
+        return link(obj)
+    except LinkError as e:
+        log.info("jitensor: no shared library for this program (%s); disk hits will load its object code", e)
+        return b""
 
 
 def _dump(c: Compiled) -> None:

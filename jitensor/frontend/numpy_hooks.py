@@ -12,14 +12,18 @@ Two things cannot reach a Tracer through numpy's protocols:
 
 The replacements are installed while any thread traces (counted under a lock) and act only for the
 thread that traces: other threads calling np.random meanwhile get numpy's own functions' results.
+
+numpy imports `numpy.random` lazily, and importing it costs ~5-10 ms: a process that has not imported it
+does not pay for it here either. Its functions are hooked, and its generators checked, only once it is
+imported; a function whose trace imports it (the first `np.random` use of the process) raises the same error.
 """
 from __future__ import annotations
 
 import contextlib
 import ctypes
-import functools
 import itertools
 import pickle
+import sys
 import threading
 import types
 
@@ -60,43 +64,76 @@ def _convert(x, dtype, copy: bool):
     return t
 
 
+def _like(f, orig):
+    """functools.wraps, reduced to what shows (name, docs, the original): ~5x cheaper, and the first trace of a
+    process wraps some 50 functions."""
+    f.__name__ = getattr(orig, "__name__", f.__name__)
+    f.__qualname__ = getattr(orig, "__qualname__", f.__qualname__)
+    f.__doc__ = getattr(orig, "__doc__", None)
+    f.__module__ = getattr(orig, "__module__", f.__module__)
+    f.__wrapped__ = orig
+    return f
+
+
 def _asarray_hook(orig, copies):
-    @functools.wraps(orig)
     def f(a, dtype=None, *args, **kwargs):
         r = _convert(a, dtype, copies and kwargs.get("copy", True) is not False) if _tracing_here() else None
         return orig(a, dtype, *args, **kwargs) if r is None else r
-    return f
+    return _like(f, orig)
 
 
 # -- randomness
 
 def _random_hook(orig, name):
-    @functools.wraps(orig)
     def f(*args, **kwargs):
         if _tracing_here():
             raise TracingError(f"np.random.{name}() called inside a jitted function. {_RANDOM_HINT}",
                                where=user_frame())
         return orig(*args, **kwargs)
-    return f
+    return _like(f, orig)
 
 
-_replacements: list = []        # (module, name, replacement), built on first use
+_replacements: list = []        # (module, name, replacement) of np.asarray & co, built on first use
+_random_replacements: list = []  # the same for np.random's functions, built once numpy.random is imported
+_random_installed = False
+
+
+def _random_loaded() -> bool:
+    return "numpy.random" in sys.modules
 
 
 def _install():
+    """Under _lock. np.random's functions only if numpy.random is imported (see the module docstring)."""
+    global _random_installed
     if not _replacements:
         for name in ("asarray", "asanyarray", "ascontiguousarray", "array"):
             _replacements.append((np, name, _asarray_hook(getattr(np, name), copies=name == "array")))
-        for name in np.random.__all__:
-            orig = getattr(np.random, name, None)
-            if callable(orig) and not isinstance(orig, type):
-                _replacements.append((np.random, name, _random_hook(orig, name)))
     for mod, name, repl in _replacements:
         _saved.append((mod, name, getattr(mod, name)))
         setattr(mod, name, repl)
+    _random_installed = False
+    _install_random()
+
+
+def _install_random():
+    """Under _lock, with the other hooks installed: add np.random's, once numpy.random is imported."""
+    global _random_installed
+    if _random_installed or not _random_loaded():
+        return
+    if not _random_replacements:
+        for name in np.random.__all__:
+            orig = getattr(np.random, name, None)
+            if callable(orig) and not isinstance(orig, type):
+                _random_replacements.append((np.random, name, _random_hook(orig, name)))
+    for mod, name, repl in _random_replacements:
+        _saved.append((mod, name, getattr(mod, name)))
+        setattr(mod, name, repl)
+    _random_installed = True
 
 
 def _uninstall():
+    global _random_installed
+    _random_installed = False
     while _saved:
         mod, name, orig = _saved.pop()
         setattr(mod, name, orig)
@@ -105,11 +142,12 @@ def _uninstall():
 _ITEMS = 64  # items looked at in each container: a generator sits near the top, not in a list of a million numbers
 
 
-_RNG_TYPES = (np.random.Generator, np.random.RandomState, np.random.BitGenerator)
-
-
 def _generators(fun, statics) -> list:
-    """(label, generator) for every numpy random generator the traced function can reach."""
+    """(label, generator) for every numpy random generator the traced function can reach (none before
+    numpy.random is imported: there is no generator then)."""
+    if not _random_loaded():
+        return []
+    rng_types = (np.random.Generator, np.random.RandomState, np.random.BitGenerator)
     found: dict = {id(np.random.mtrand._rand): ("numpy's global random state (np.random.*)", np.random.mtrand._rand)}
     seen: set = set()
 
@@ -123,7 +161,7 @@ def _generators(fun, statics) -> list:
             pass
 
     def look(kind, path, v, depth):
-        if isinstance(v, _RNG_TYPES):
+        if isinstance(v, rng_types):
             found.setdefault(id(v), (f"{kind}`{path}`", v))
         elif isinstance(v, types.FunctionType):
             for kind2, name, val in _names_of(v):
@@ -179,6 +217,7 @@ def tracing(fun, statics=()):
     """Trace `fun` with the hooks above installed; raise if a reachable random generator was drawn from."""
     global _installs
     gens = []
+    random_before = _random_loaded()
     for label, g in _generators(fun, statics):
         try:
             gens.append((label, g, _state(g)))
@@ -187,11 +226,15 @@ def tracing(fun, statics=()):
     with _lock:
         if _installs == 0:
             _install()
+        else:
+            _install_random()  # numpy.random imported since another thread's trace installed the hooks
         _installs += 1
     _tls.depth = getattr(_tls, "depth", 0) + 1
     try:
         yield
         drawn = [label for label, g, before in gens if _state(g) != before]
+        if not random_before and _random_loaded():  # the function used np.random: nothing else imports it here
+            drawn.append("np.random (numpy.random was first imported while tracing it)")
     finally:
         _tls.depth -= 1
         with _lock:

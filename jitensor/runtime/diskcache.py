@@ -9,6 +9,14 @@ the only index, so nothing can get out of sync with it. File layout::
 The header holds the format version, the key, the key components, the jitensor version, the
 payload size and sha256, the creation time and the rest of the metadata.
 
+Beside an entry there may be *side files* ``<key>.<hash>.so``: a copy of bytes of the (verified)
+payload that a loader needs as a file of its own (``dlopen`` maps a path: the program's shared
+library). They are derived data: compared with the entry's bytes before every use
+(``side_file``), rewritten when missing or different, removed with their entry. *Records*
+``<name>.jtr`` are small verified JSON documents in the same format (the host's target, so that a
+disk hit does not start LLVM to compute its key); they are not entries (not listed, counted or
+evicted).
+
 What this module guarantees, because the payload is machine code that will be executed:
 
 * Entries are loaded only from a directory owned by the current user and not writable by group or
@@ -53,6 +61,8 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = [
     "FORMAT_VERSION",
     "MAGIC",
+    "SIDE_SUFFIX",
+    "RECORD_SUFFIX",
     "DEFAULT_MAX_BYTES",
     "Entry",
     "DiskCache",
@@ -61,10 +71,12 @@ __all__ = [
     "default_cache_dir",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: programs carry a shared library (runtime/manifest.py version 2)
 # PNG-style magic: the high byte and CR/LF/^Z catch text-mode and 7-bit mangling as well.
 MAGIC = b"\x89JTK\r\n\x1a\n"
 SUFFIX = ".jtk"
+SIDE_SUFFIX = ".so"
+RECORD_SUFFIX = ".jtr"
 STATS_FILE = "stats.json"
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
 
@@ -75,10 +87,12 @@ ENV_MAX_BYTES = "JITENSOR_CACHE_MAX_BYTES"
 _PRELUDE = struct.Struct("<8sII")  # magic, format version, header length
 _DIGEST_SIZE = 32
 _EVICT_TARGET = 0.9  # evict below the limit so that every following store does not evict again
-_STALE_TMP_S = 3600.0  # temp files this old belong to a crashed writer
+_STALE_TMP_S = 3600.0  # temp files this old belong to a crashed writer (and side files this old, to no entry)
+_STALE_RECORD_S = 30 * 86400.0  # records unused this long describe a past machine (a kernel or llvmlite update)
 _COUNTERS = ("hits", "misses", "stores", "evictions", "corrupt")
 # Keys become file names: no separators, no leading dot (temp files and stats use those).
 _KEY_RE = re.compile(r"[0-9A-Za-z_-][0-9A-Za-z_.-]{0,127}\Z")
+_SIDE_RE = re.compile(r"(?P<key>[0-9A-Za-z_-][0-9A-Za-z_.-]{0,127})\.[0-9a-f]{16}\.so\Z")
 # Write errors that will not go away by retrying: stop using the disk for this process.
 _FATAL_WRITE_ERRNOS = frozenset(
     e for e in (errno.EROFS, errno.ENOSPC, errno.EACCES, errno.EPERM, getattr(errno, "EDQUOT", None)) if e
@@ -518,13 +532,14 @@ class DiskCache:
         return Entry(payload=payload, meta=meta, key=key, path=path)
 
     def _drop(self, path: str, c: _Corrupt) -> None:
-        """Remove a bad entry, unless another process has already replaced it with a new file."""
+        """Remove a bad entry (and its side files), unless another process has already replaced it with a new file."""
         self._count("corrupt")
         try:
             now = os.lstat(path)
             if c.st is None or (now.st_ino, now.st_dev) == (c.st.st_ino, c.st.st_dev):
                 os.unlink(path)
                 removed = "removed"
+                self._remove_sides(os.path.basename(path)[:-len(SUFFIX)])
             else:
                 removed = "another process has replaced it meanwhile"
         except FileNotFoundError:
@@ -534,15 +549,16 @@ class DiskCache:
         warnings.warn(f"jitensor: dropped cache entry {path}: {c.reason} ({removed}); recompiling",
                       CacheWarning, stacklevel=4)
 
-    def store(self, key: str, payload: bytes, meta: dict) -> None:
-        """Write an entry atomically; never raises (failures warn and disable or skip)."""
+    def store(self, key: str, payload: bytes, meta: dict, side: bytes | None = None) -> None:
+        """Write an entry atomically; never raises (failures warn and disable or skip). `side`: bytes of the
+        payload that a loader will need as a file of their own (see `side_file`), written first."""
         _check_key(key)
         try:
-            self._store(key, payload, meta)
+            self._store(key, payload, meta, side)
         except Exception as e:
             self._warn_once(("store-internal", type(e)), f"jitensor: disk cache store failed ({e!r}); not cached")
 
-    def _store(self, key: str, payload: bytes, meta: dict) -> None:
+    def _store(self, key: str, payload: bytes, meta: dict, side: bytes | None = None) -> None:
         if not self.enabled:
             return
         try:
@@ -558,6 +574,8 @@ class DiskCache:
         path = self._entry_path(key)
         if self._valid_entry_exists(path, key):
             return  # write-once: another process (or call) already stored it
+        if side:
+            self._side_file(key, bytes(side))  # before the entry: readers that find the entry find the file
         for attempt in (0, 1):
             try:
                 self._write_atomic(path, data)
@@ -611,16 +629,119 @@ class DiskCache:
             raise
         _fsync_dir(self.path)
 
+    # -- side files and records ------------------------------------------------------------
+
+    def side_file(self, key: str, data: bytes) -> str | None:
+        """Path of a regular file ``<key>.<sha256(data)[:16]>.so`` in the directory holding exactly `data`,
+        for a loader that needs a path (``dlopen``). `data` comes from the verified entry `key`. An existing
+        file is read back and compared with it first (a damaged or foreign one warns and is replaced, never
+        handed out); a missing one is written atomically. None when the cache is disabled or the file
+        cannot be written; never raises."""
+        _check_key(key)
+        try:
+            return self._side_file(key, bytes(data))
+        except Exception as e:
+            self._warn_once(("side-internal", type(e)), f"jitensor: cache side file failed ({e!r}); not used")
+            return None
+
+    def _side_file(self, key: str, data: bytes) -> str | None:
+        if not self.enabled or not self._check_dir(create=True):
+            return None
+        path = os.path.join(self.path, f"{key}.{hashlib.sha256(data).hexdigest()[:16]}{SIDE_SUFFIX}")
+        problem = None
+        try:
+            fd, st = _open_entry(path)
+            try:
+                if st.st_size == len(data) and _read_all(fd) == data:
+                    return path
+            finally:
+                os.close(fd)
+            problem = "does not match its cache entry (damaged)"
+        except FileNotFoundError:
+            pass
+        except _Corrupt as c:
+            problem = c.reason
+        except OSError as e:
+            self._warn_once(("side-read", e.errno), f"jitensor: cannot read {path} ({e}); not used")
+            return None
+        if problem:
+            self._count("corrupt")
+            warnings.warn(f"jitensor: cache file {path} {problem}; replacing it from its verified entry",
+                          CacheWarning, stacklevel=4)
+        try:
+            self._write_atomic(path, data)  # os.replace also replaces a symlink itself, never its target
+        except OSError as e:
+            self._warn_once(("side-write", e.errno), f"jitensor: cannot write {path} ({e}); not used")
+            return None
+        return path
+
+    def _remove_sides(self, key: str) -> None:
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            return
+        for name in names:
+            m = _SIDE_RE.match(name)
+            if m and m.group("key") == key:
+                try:
+                    os.unlink(os.path.join(self.path, name))
+                except OSError:
+                    pass
+
+    def load_record(self, name: str) -> dict | None:
+        """The metadata of record ``<name>.jtr`` (verified like an entry; not counted in the statistics), or
+        None. A damaged record is removed silently: records are recomputed by whoever asks for them."""
+        _check_key(name)
+        if not self.enabled or not self._check_dir(create=False):
+            return None
+        path = os.path.join(self.path, name + RECORD_SUFFIX)
+        try:
+            fd, st = _open_entry(path)
+            try:
+                data = _read_all(fd)
+            finally:
+                os.close(fd)
+            _, meta = _decode(data, name)
+        except _Corrupt:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+            return None
+        except OSError:
+            return None
+        if time.time() - st.st_mtime > 86400:  # records unused for long are removed by _scan
+            try:
+                os.utime(path)
+            except OSError:
+                pass
+        return meta
+
+    def store_record(self, name: str, meta: dict) -> None:
+        """Write record ``<name>.jtr`` atomically; failures are silent (the record is an optimization)."""
+        _check_key(name)
+        try:
+            data = _encode(name, b"", meta)
+            if self._check_dir(create=True):
+                self._write_atomic(os.path.join(self.path, name + RECORD_SUFFIX), data)
+        except (OSError, TypeError, ValueError):
+            pass
+
     # -- eviction / listing ----------------------------------------------------------------
 
     def _scan(self) -> list[tuple[str, str, os.stat_result]]:
         """(key, path, lstat) of every entry file; also removes temp files of crashed writers."""
-        out = []
+        return self._scan_all()[0]
+
+    def _scan_all(self) -> tuple[list, dict]:
+        """(entries as (key, path, lstat), side files as {key: [(path, lstat)]}); also removes temp files of
+        crashed writers, side files of no entry and records unused for a month, once they are old."""
+        out, sides = [], {}
         now = time.time()
         try:
             it = os.scandir(self.path)
         except OSError:
-            return out
+            return out, sides
         with it:
             for de in it:
                 name = de.name
@@ -629,22 +750,43 @@ class DiskCache:
                         if name.endswith(".tmp") and now - de.stat(follow_symlinks=False).st_mtime > _STALE_TMP_S:
                             os.unlink(de.path)
                         continue
+                    if name.endswith(SIDE_SUFFIX):
+                        m = _SIDE_RE.match(name)
+                        if m:
+                            sides.setdefault(m.group("key"), []).append((de.path, de.stat(follow_symlinks=False)))
+                        continue
+                    if name.endswith(RECORD_SUFFIX):
+                        if now - de.stat(follow_symlinks=False).st_mtime > _STALE_RECORD_S:
+                            os.unlink(de.path)
+                        continue
                     if not name.endswith(SUFFIX) or not _KEY_RE.match(name[:-len(SUFFIX)]):
                         continue
                     out.append((name[:-len(SUFFIX)], de.path, de.stat(follow_symlinks=False)))
                 except OSError:
                     continue  # vanished meanwhile (another process evicted it)
-        return out
+        keys = {k for k, _, _ in out}
+        for k in [k for k in sides if k not in keys]:  # an entry dropped or evicted by a process that died
+            fresh = []
+            for path, st in sides[k]:
+                if now - st.st_mtime > _STALE_TMP_S:
+                    try:
+                        os.unlink(path)
+                        continue
+                    except OSError:
+                        pass
+                fresh.append((path, st))
+            sides[k] = fresh
+        return out, sides
 
     def _evict(self, keep: str) -> None:
-        items = self._scan()
-        total = sum(st.st_size for _, _, st in items)
+        items, sides = self._scan_all()
+        total = sum(st.st_size for _, _, st in items) + sum(st.st_size for v in sides.values() for _, st in v)
         if total <= self.max_bytes:
             return
         target = int(self.max_bytes * _EVICT_TARGET)
         items.sort(key=lambda t: (t[2].st_mtime_ns, t[1]))  # least recently used first
         n = 0
-        for _, path, st in items:
+        for key, path, st in items:
             if total <= target:
                 break
             if path == keep:
@@ -657,14 +799,22 @@ class DiskCache:
             except OSError:
                 continue
             total -= st.st_size
+            for spath, sst in sides.get(key, ()):
+                try:
+                    os.unlink(spath)
+                except OSError:
+                    pass
+                total -= sst.st_size
         if n:
             self._count("evictions", n)
 
     def entries(self) -> list[dict]:
-        """One dict per entry, most recently used first: key, path, size, created, last_used, age, name."""
+        """One dict per entry, most recently used first: key, path, size (with its side files), created,
+        last_used, age, name."""
         now = time.time()
         out = []
-        for key, path, st in self._scan():
+        items, sides = self._scan_all()
+        for key, path, st in items:
             header = _read_header(path)
             meta = (header or {}).get("meta") or {}
             comps = (header or {}).get("components") or {}
@@ -674,7 +824,7 @@ class DiskCache:
             out.append({
                 "key": key,
                 "path": path,
-                "size": st.st_size,
+                "size": st.st_size + sum(sst.st_size for _, sst in sides.get(key, ())),
                 "created": (header or {}).get("created"),
                 "last_used": st.st_mtime,
                 "age": max(0.0, now - st.st_mtime),
@@ -687,7 +837,7 @@ class DiskCache:
     def info(self) -> dict:
         """Location, state, size and counters (this process's, and persisted totals over all processes)."""
         self._flush_stats()
-        items = self._scan()
+        items, sides = self._scan_all()
         with self._lock:
             counts = dict(self._counts)
             pending = dict(self._pending)
@@ -700,7 +850,8 @@ class DiskCache:
             "disabled_reason": self.disabled_reason,
             "format_version": FORMAT_VERSION,
             "entries": len(items),
-            "total_bytes": sum(st.st_size for _, _, st in items),
+            "total_bytes": sum(st.st_size for _, _, st in items) + sum(st.st_size for v in sides.values()
+                                                                          for _, st in v),
             "max_bytes": self.max_bytes,
             **counts,
             "totals": totals,
@@ -722,14 +873,26 @@ class DiskCache:
             pass
 
     def clear(self) -> int:
-        """Remove every entry; returns how many were removed. Statistics are kept."""
+        """Remove every entry (and side files and records); returns how many entries were removed. Statistics
+        are kept."""
         n = 0
-        for _, path, _ in self._scan():
+        items, sides = self._scan_all()
+        for _, path, _ in items:
             try:
                 os.unlink(path)
                 n += 1
             except OSError:
                 pass
+        try:
+            names = os.listdir(self.path)
+        except OSError:
+            names = []
+        for name in names:
+            if _SIDE_RE.match(name) or (name.endswith(RECORD_SUFFIX) and _KEY_RE.match(name[:-len(RECORD_SUFFIX)])):
+                try:
+                    os.unlink(os.path.join(self.path, name))
+                except OSError:
+                    pass
         return n
 
     # -- statistics ------------------------------------------------------------------------

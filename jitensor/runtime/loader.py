@@ -1,4 +1,6 @@
-"""Loading object code into an MCJIT engine: what running a compiled (or cached) program needs of LLVM.
+"""Loading object code into an MCJIT engine: what running a freshly compiled program needs of LLVM, and the
+fallback for a cached one that has no shared library or whose library cannot be loaded (a disk hit
+normally loads the library with `dlopen`, `sharedlib.py`, and imports no llvmlite at all).
 
 Kept apart from code generation (`codegen/llvm.py`, which needs `llvmlite.ir`, the loop IR and the math
 library) so that a program loaded from the disk cache imports none of the compiler.

@@ -20,12 +20,6 @@ chunks it may then legitimately take. Lost wake-ups are excluded by the sleepers
 """
 from __future__ import annotations
 
-from llvmlite import ir
-
-I32, I64 = ir.IntType(32), ir.IntType(64)
-PTR = ir.PointerType()
-VOID = ir.VoidType()
-
 SPIN_CYCLES = 200_000      # about 70-100 us of spinning before a worker sleeps (timestamp counter ticks)
 SYS_FUTEX, FUTEX_WAIT_PRIVATE, FUTEX_WAKE_PRIVATE = 202, 128, 129  # x86-64 Linux
 W_GEN, W_NEXT, W_FINISHED, W_SLEEPERS, W_QUIT = 0, 8, 16, 24, 32   # word (i64) indexes: own cache lines
@@ -37,7 +31,13 @@ def supported(target) -> bool:
     return target.triple.startswith("x86_64") and "linux" in target.triple
 
 
-def build_module(triple: str) -> ir.Module:
+def build_module(triple: str):
+    """The scheduler as an llvmlite IR module (llvmlite is imported here only: a process that loads the
+    scheduler from the disk cache never imports it)."""
+    from llvmlite import ir
+    I32, I64 = ir.IntType(32), ir.IntType(64)
+    PTR = ir.PointerType()
+    VOID = ir.VoidType()
     m = ir.Module(name="jitensor_pool")
     m.triple = triple
     kty = ir.FunctionType(VOID, [PTR, I64, I64])

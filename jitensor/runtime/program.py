@@ -29,8 +29,9 @@ def _pointer(a: np.ndarray):
 
 
 class Program:
-    """Built from object code (a LoadedCode: entry addresses) and a Manifest (`manifest.py`) alone, so that
-    a program loaded from the disk cache needs none of the compiler's objects."""
+    """Built from machine code (entry addresses: a `sharedlib.SharedProgramCode` on a disk hit, a
+    `loader.LoadedCode` when compiled) and a Manifest (`manifest.py`) alone, so that a program loaded from the
+    disk cache needs none of the compiler's objects."""
 
     def __init__(self, code, manifest: Manifest, *, where: str | None = None):
         self.code = code  # keeps the engine (and the machine code) alive

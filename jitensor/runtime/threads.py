@@ -53,13 +53,12 @@ class _Native:
     """Workers parked in `jtp_worker`; `run` publishes one parallel loop through `jtp_run`."""
 
     def __init__(self, n: int):
-        from .loader import load_object
         from ..target import host
         from . import nativepool as NP
         target = host()
         if not NP.supported(target):
             raise OSError(f"no native pool for {target.triple}")
-        self.engine, (run, worker) = load_object(_pool_object(target), target, ["jtp_run", "jtp_worker"])
+        self.engine, (run, worker) = _pool_code(target)
         raw = np.zeros(NP.STATE_WORDS + 8, np.int64)
         off = (-raw.ctypes.data % 64) // 8
         self.state = raw[off:off + NP.STATE_WORDS]  # kept alive with the pool: workers read it forever
@@ -80,40 +79,74 @@ class _Native:
 MIN_WORK_NATIVE, MIN_WORK_PYTHON = 1 << 18, 1 << 21
 
 
-def _pool_object(target) -> bytes:
-    """The scheduler's machine code, from the disk cache when it is there (compiling it takes ~25 ms,
-    which would otherwise land on the first call of the first parallel program of every process)."""
+_POOL_NAMES = ["jtp_run", "jtp_worker"]
+
+
+def _pool_code(target) -> tuple:
+    """(what keeps the code alive, [address of jtp_run, of jtp_worker]): the scheduler's shared library from
+    the disk cache when it is there (no LLVM at all), else its object code from the cache loaded with LLVM's
+    JIT, else compiled now (~25 ms, which would otherwise land on the first call of the first parallel
+    program of every process) and stored for the next process."""
     import hashlib
 
-    import llvmlite
-
     from .. import __version__
+    from ..target import toolchain
     from . import nativepool as NP
+    from . import sharedlib
     from .diskcache import default_cache, key_hash
-    from .loader import binding
-    module = NP.build_module(target.triple)
     disk = default_cache()
-    key = key_hash({"function": "jitensor thread pool", "ir": hashlib.sha256(str(module).encode()).hexdigest(),
-                    "jitensor": __version__, "llvmlite": llvmlite.__version__,
-                    "llvm": ".".join(map(str, binding().llvm_version_info)), "target": target.key()}) \
-        if disk.enabled else ""
+    key = ""
+    if disk.enabled:
+        try:
+            with open(NP.__file__, "rb") as f:
+                source = hashlib.sha256(f.read()).hexdigest()
+        except OSError:
+            from ..compiler import compiler_fingerprint
+            source = compiler_fingerprint()
+        tools = toolchain()
+        key = key_hash({"function": "jitensor thread pool", "source": source, "jitensor": __version__,
+                        "llvmlite": tools["llvmlite"], "llvm": tools["llvm"], "target": target.key()})
     entry = disk.load(key) if key else None
+    obj = lib = None
     if entry is not None:
-        return entry.payload
-    from ..codegen.llvm import compile_object  # the code generator, only when the disk cache lacks the pool
-    obj, _ = compile_object(module, target)
-    if key:
-        disk.store(key, obj, {"name": "jitensor thread pool"})
-    return obj
+        try:
+            sizes = entry.meta["library"]
+            n_obj, n_lib = int(sizes["object_size"]), int(sizes["library_size"])
+            if n_obj <= 0 or n_lib < 0 or n_obj + n_lib != len(entry.payload):
+                raise ValueError("sizes do not match the payload")
+            obj, lib = entry.payload[:n_obj], entry.payload[n_obj:]
+        except (KeyError, TypeError, ValueError) as e:
+            disk.discard(key, f"it does not describe the scheduler ({e})")
+    if obj is not None and lib and sharedlib.usable():
+        path = disk.side_file(key, lib)
+        if path is not None:
+            try:
+                code = sharedlib.SharedCode(path, _POOL_NAMES, permanent=True, image=lib)  # run until exit
+                return code, code.addresses
+            except sharedlib.SharedLibError as e:
+                log.debug("jitensor: scheduler library %s not loaded (%s); loading its object code", path, e)
+    from .loader import load_object
+    if obj is None:
+        from ..codegen.llvm import compile_object  # the code generator, only when the disk cache lacks the pool
+        from ..compiler import link_library
+        obj, _ = compile_object(NP.build_module(target.triple), target)
+        lib = link_library(obj) if key else b""
+        engine, addrs = load_object(obj, target, _POOL_NAMES)
+        if key:
+            disk.store(key, obj + lib, {"name": "jitensor thread pool",
+                                        "library": {"object_size": len(obj), "library_size": len(lib)}}, side=lib)
+        return engine, addrs
+    return load_object(obj, target, _POOL_NAMES)
 
 
 def min_work() -> int:
     """Work below which a parallel loop runs on the calling thread (without building the pool)."""
     from ..target import host
-    from .nativepool import supported
     if _pool is not None:
         return _pool.min_work
-    native = num_threads() > 1 and os.environ.get("JITENSOR_NATIVE_POOL", "1") != "0" and supported(host())
+    triple = host().triple  # nativepool.supported, without importing that module before the pool is built
+    native = num_threads() > 1 and os.environ.get("JITENSOR_NATIVE_POOL", "1") != "0" and \
+        triple.startswith("x86_64") and "linux" in triple
     return MIN_WORK_NATIVE if native else MIN_WORK_PYTHON
 
 

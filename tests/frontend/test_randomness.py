@@ -130,3 +130,44 @@ def test_generator_inside_a_static_object():
     _raises(jit(f, static_argnames=("model",)), X, _Model(), names=("argument `model.rng`",))
     # an object without randomness is fine
     check(lambda x, model: x * model.scale, X, model=_Model(), static_argnames=("model",))
+
+
+FRESH = """
+import sys
+import numpy as np
+import jitensor
+from jitensor.errors import TracingError
+assert "numpy.random" not in sys.modules, "numpy imported numpy.random itself"
+
+@jitensor.jit
+def plain(x):
+    return np.tanh(x) * 2.0
+
+@jitensor.jit
+def noisy(x):
+    return x + np.random.standard_normal(x.shape)
+
+x = np.linspace(0, 1, 12, dtype=np.float32)
+assert np.allclose(plain(x), np.tanh(x) * 2.0)
+print("random imported by a trace:", "numpy.random" in sys.modules)
+try:
+    noisy(x)
+    print("no error")
+except TracingError as e:
+    print("error:", "pass the random array as an argument" in str(e))
+"""
+
+
+def test_fresh_process_without_numpy_random():
+    """numpy.random is imported lazily (~5-10 ms): tracing does not import it, and a function whose trace
+    imports it (the process's first np.random use, not hooked yet) still raises."""
+    import os
+    import subprocess
+    import sys
+    env = {k: v for k, v in os.environ.items() if k != "JITENSOR_CACHE_DIR"}
+    env["JITENSOR_DISABLE_CACHE"] = "1"
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
+    r = subprocess.run([sys.executable, "-c", FRESH], capture_output=True, text=True, timeout=120, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.splitlines() == ["random imported by a trace: False", "error: True"], r.stdout

@@ -512,6 +512,125 @@ def test_entries_info_clear_and_stray_files(cache, cache_dir):
     assert (cache_dir / "README").exists()
 
 
+# ----------------------------------------------------------------------------- side files and records
+
+
+LIB = b"\x7fELF-library" + bytes(range(256)) * 8
+
+
+def _side(cache_dir: Path, key: str) -> list[Path]:
+    return sorted(cache_dir.glob(f"{key}.*.so"))
+
+
+def test_side_file_is_written_with_its_entry_and_checked_before_use(cache, cache_dir):
+    key = key_hash(COMPONENTS)
+    with no_cache_warnings():
+        cache.store(key, b"payload" + LIB, meta_for(), side=LIB)
+    [side] = _side(cache_dir, key)
+    assert side.name == f"{key}.{hashlib.sha256(LIB).hexdigest()[:16]}.so"
+    assert side.read_bytes() == LIB and stat.S_IMODE(side.stat().st_mode) == 0o600
+    with no_cache_warnings():
+        assert cache.side_file(key, LIB) == str(side)
+    ino = side.stat().st_ino
+    with no_cache_warnings():
+        assert cache.side_file(key, LIB) == str(side) and side.stat().st_ino == ino  # intact: not rewritten
+    [e] = cache.entries()
+    assert e["size"] == os.path.getsize(e["path"]) + len(LIB)
+    assert cache.info()["total_bytes"] == e["size"]
+
+
+SIDE_DAMAGE = {
+    "flipped": lambda p: p.write_bytes(p.read_bytes()[:-1] + b"\0"),
+    "truncated": lambda p: p.write_bytes(p.read_bytes()[:10]),
+    "empty": lambda p: p.write_bytes(b""),
+}
+
+
+@pytest.mark.parametrize("damage", list(SIDE_DAMAGE))
+def test_damaged_side_file_warns_and_is_replaced(cache, cache_dir, damage):
+    key = key_hash(COMPONENTS)
+    cache.store(key, b"payload", meta_for(), side=LIB)
+    [side] = _side(cache_dir, key)
+    SIDE_DAMAGE[damage](side)
+    with one_cache_warning(re.escape(str(side)) + ".*damaged"):
+        assert cache.side_file(key, LIB) == str(side)
+    assert side.read_bytes() == LIB and cache.stats["corrupt"] == 1
+
+
+def test_symlinked_side_file_is_replaced_not_followed(cache, cache_dir, tmp_path):
+    key = key_hash(COMPONENTS)
+    cache.store(key, b"payload", meta_for(), side=LIB)
+    [side] = _side(cache_dir, key)
+    target = tmp_path / "elsewhere.so"
+    target.write_bytes(LIB)  # even with the right bytes: a link may change under us
+    side.unlink()
+    side.symlink_to(target)
+    with one_cache_warning("symbolic link"):
+        assert cache.side_file(key, LIB) == str(side)
+    assert not side.is_symlink() and side.read_bytes() == LIB and target.read_bytes() == LIB
+
+
+def test_side_files_go_with_their_entry(cache, cache_dir):
+    k1 = key_hash(COMPONENTS)
+    k2 = key_hash({**COMPONENTS, "function": "model.g"})
+    cache.store(k1, b"one", meta_for(), side=LIB)
+    cache.store(k2, b"two", meta_for({**COMPONENTS, "function": "model.g"}), side=LIB + b"2")
+    with one_cache_warning("does not load"):
+        cache.discard(k1, "it does not load (test)")
+    assert _side(cache_dir, k1) == [] and len(_side(cache_dir, k2)) == 1
+    (cache_dir / f"{k2}.jtk").write_bytes(b"garbage" * 10)  # a damaged entry is dropped with its side files
+    with one_cache_warning("bad magic"):
+        assert cache.load(k2) is None
+    assert _side(cache_dir, k2) == []
+    cache.store(k1, b"one", meta_for(), side=LIB)
+    assert cache.clear() == 1 and list(cache_dir.glob("*.so")) == []
+
+
+def test_orphan_side_files_are_removed_when_old(cache, cache_dir):
+    key = key_hash(COMPONENTS)
+    cache.store(key, b"payload", meta_for(), side=LIB)
+    old = cache_dir / f"{'a' * 64}.{'0' * 16}.so"  # an entry evicted by a process that died
+    fresh = cache_dir / f"{'b' * 64}.{'1' * 16}.so"  # a store in progress: side file first, then the entry
+    for p in (old, fresh):
+        p.write_bytes(LIB)
+    os.utime(old, (time.time() - 7200,) * 2)
+    cache.entries()
+    assert not old.exists() and fresh.exists() and len(_side(cache_dir, key)) == 1
+
+
+def test_eviction_removes_side_files_and_counts_them(cache_dir):
+    lib = bytes(20_000)
+    keys = [key_hash({**COMPONENTS, "i": i}) for i in range(4)]
+    c = DiskCache(max_bytes=50_000)  # two entries with their libraries fit, not three
+    for i, k in enumerate(keys):
+        c.store(k, b"x", {}, side=lib + bytes([i]))
+        os.utime(cache_dir / f"{k}.jtk", (time.time() - 100 + i,) * 2)
+    present = [k for k in keys if (cache_dir / f"{k}.jtk").exists()]
+    assert present == keys[-2:] and c.stats["evictions"] == 2
+    assert sorted(p.name.split(".")[0] for p in cache_dir.glob("*.so")) == sorted(present)
+    assert c.info()["total_bytes"] <= c.max_bytes
+
+
+def test_records_are_verified_and_not_entries(cache, cache_dir):
+    assert cache.load_record("host-abc") is None
+    cache.store_record("host-abc", {"target": {"cpu": "x"}, "n": 1})
+    assert cache.load_record("host-abc") == {"target": {"cpu": "x"}, "n": 1}
+    assert cache.entries() == [] and cache.info()["entries"] == 0
+    assert cache.stats == dict.fromkeys(("hits", "misses", "stores", "evictions", "corrupt"), 0)
+    path = cache_dir / "host-abc.jtr"
+    path.write_bytes(path.read_bytes()[:-3] + b"}}}")
+    with no_cache_warnings():  # damaged: removed quietly (it is recomputed by whoever needs it)
+        assert cache.load_record("host-abc") is None
+    assert not path.exists()
+    cache.store_record("host-abc", {"n": 2})
+    os.utime(path, (time.time() - 40 * 86400,) * 2)
+    cache.entries()  # unused for over a month: removed
+    assert not path.exists()
+    cache.store_record("host-abc", {"n": 3})
+    store_one(cache)
+    assert cache.clear() == 1 and not path.exists()
+
+
 # ----------------------------------------------------------------------------- explain_miss
 
 

@@ -137,6 +137,8 @@ def test_disk_hit_runs_no_compile_stage(cache_dir, monkeypatch, case):
     assert_same(want, second(*args), RTOL, ATOL)  # and again, from the in-memory cache
     loaded = _compiled(second)
     assert loaded.source == "disk" and loaded.kernels is None
+    if sys.platform.startswith("linux") and os.uname().machine == "x86_64":  # loaded from its shared library
+        assert type(loaded.program.code).__name__ == "SharedProgramCode"
     _same_manifest(compiled.program.manifest, loaded.program.manifest)
     assert loaded.program._parallel == compiled.program._parallel
     assert [p[2:] for p in loaded.program._parts] == [p[2:] for p in compiled.program._parts]
@@ -321,11 +323,16 @@ def test_manifest_round_trip_and_validation():
     jf = jitensor.jit(several, cache=False)
     jf(*CASES["several"][1]())
     m = _compiled(jf).program.manifest
-    meta, payload = M.pack(m, b"\x7fELF-object")
+    meta, payload = M.pack(m, b"\x7fELF-object", b"\x7fELF-library")
     meta = json.loads(json.dumps(meta))  # as the header stores it
-    m2, obj = M.unpack(meta, payload)
-    assert obj == b"\x7fELF-object"
+    m2, obj, lib = M.unpack(meta, payload)
+    assert obj == b"\x7fELF-object" and lib == b"\x7fELF-library"
     _same_manifest(m, m2)
+    assert M.unpack(*M.pack(m, b"\x7fELF-object"))[2] == b""  # no library (no linker for this target)
+    with pytest.raises(M.ManifestError):
+        M.unpack(dict(meta, library_size=len(payload)), payload)
+    with pytest.raises(M.ManifestError):
+        M.unpack(dict(meta, library_size=-1), payload)
     assert all(not a.flags.writeable and a.flags.c_contiguous for a in m2.arrays)
     with pytest.raises(M.ManifestError):
         M.unpack(meta, payload[:-1])
@@ -341,7 +348,7 @@ def test_manifest_round_trip_and_validation():
 
 
 CHILD = textwrap.dedent("""\
-    import json, sys
+    import json, os, sys
     import numpy as np
     import jitensor
 
@@ -354,6 +361,8 @@ CHILD = textwrap.dedent("""\
     r = f(x, y)
     ok = np.allclose(r[0], np.sqrt(np.abs(x * y)) + np.float32(0.5)) and np.allclose(r[1], (x - y).sum(), rtol=1e-5)
     heavy = ("jitensor.graph.passes.fuse", "jitensor.loop.lower", "jitensor.loop.schedule", "jitensor.codegen.llvm")
+    if sys.platform.startswith("linux") and os.uname().machine == "x86_64":  # shared libraries: no LLVM at all
+        heavy += ("llvmlite",)
     print(json.dumps({"ok": bool(ok), "disk_hits": f.cache_info().disk_hits,
                       "imported": [m for m in heavy if m in sys.modules]}))
 """)
