@@ -7,4 +7,5 @@ Modules (each owns one thing):
   hardware.py  measured figures of this machine (bandwidths, FMA throughput, thread hand-off)
   model.py     the XGBoost ranking model and its bootstrap ensemble (Thompson sampling)
   search.py    candidate proposal (simulated annealing) and the measure-refit loop
+  synthetic.py synthetic spaces with a known optimum, for testing and benchmarking the search
 """
