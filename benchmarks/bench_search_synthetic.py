@@ -5,7 +5,7 @@
     python benchmarks/bench_search_synthetic.py --model '{"objective": "reg"}'
     python benchmarks/bench_search_synthetic.py --timing        # only the model-fit and proposal timings
 
-Each space (`jitensor.tune.synthetic.make_space`: tile-like and order-like knobs, interactions, an
+Each space (`jitensor.autotune.synthetic.make_space`: tile-like and order-like knobs, interactions, an
 illegal corner, failing points, 2% noise) has a known optimum. A run measures up to `--trials` points;
 its score is the first trial whose noise-free cost is within 5% of the optimum (a miss counts as
 `--trials` + 1, so medians stay honest). The table shows, per strategy, the median over seeds for each
@@ -25,9 +25,9 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from jitensor.tune.model import Ensemble  # noqa: E402
-from jitensor.tune.search import STRATEGIES, knob_features, propose, tune_space  # noqa: E402
-from jitensor.tune.synthetic import make_space  # noqa: E402
+from jitensor.autotune.model import Ensemble  # noqa: E402
+from jitensor.autotune.search import STRATEGIES, knob_features, propose, tune_space  # noqa: E402
+from jitensor.autotune.synthetic import make_space  # noqa: E402
 
 SPACES = {
     "6x5": (6, 6, 6, 6, 6),

@@ -13,9 +13,9 @@ from .target import Target  # noqa: E402
 
 def tune(fn, *args, **kwargs):
     """Autotune the kernels of `fn(*args)` and store the best schedules as tuning records (see
-    `jitensor.tune.tuner.tune` for the options: trials=, timeout=, seed=, records=, strategy=, progress=).
+    `jitensor.autotune.tuner.tune` for the options: trials=, timeout=, seed=, records=, strategy=, progress=).
     Later calls of `fn`, in this process or any other, compile with the records. Returns a Report."""
-    from .tune.tuner import tune as _tune
+    from .autotune.tuner import tune as _tune
     return _tune(fn, *args, **kwargs)
 
 

@@ -158,12 +158,12 @@ class JitFunction:
         self._info = CacheInfo()
         self._lock = threading.Lock()
         if tune is None and os.environ.get("JITENSOR_TUNE", "").strip() not in ("", "0"):
-            from .tune.tuner import env_budget
+            from .autotune.tuner import env_budget
             self._tune = env_budget()
         elif tune is None or tune is False:
             self._tune = None
         else:
-            from .tune.tuner import parse_budget
+            from .autotune.tuner import parse_budget
             try:
                 self._tune = parse_budget(tune)
             except ValueError as e:
@@ -284,7 +284,7 @@ class JitFunction:
         is recompiled with the records and replaces the one calls are using."""
         from .compiler import compile_graph
         from .errors import TuningWarning
-        from .tune.tuner import tune_traced, tuned_before
+        from .autotune.tuner import tune_traced, tuned_before
         try:
             graph, layouts, finish = self._trace(leaves, tree, statics)
             if tuned_before(graph, layouts):

@@ -275,7 +275,7 @@ _RECORDS_ACTIONS = {"list": _records_list, "show": _records_show, "export": _rec
 
 def _records_run(args) -> int:
     from jitensor.errors import RecordWarning
-    from jitensor.tune.records import FILENAME, RecordStore
+    from jitensor.autotune.records import FILENAME, RecordStore
 
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", RecordWarning)

@@ -152,14 +152,14 @@ def _records(store=None):
     from .runtime.diskcache import default_cache_dir
     if not os.path.exists(os.path.join(default_cache_dir(), "records.sqlite")):  # (the usual case: no import)
         return None
-    from .tune.records import default_store
+    from .autotune.records import default_store
     store = default_store()
     return None if store.empty() else store
 
 
 @functools.lru_cache(maxsize=8)
 def _target_key(target) -> str:
-    from .tune.records import target_key
+    from .autotune.records import target_key
     return target_key(target)
 
 

@@ -207,7 +207,7 @@ TGT = "llvm-testcpu-0123456789abcdef"
 @pytest.fixture
 def tuned(tmp_path):
     """A records store with a tuned GEMM (default 4 ms, best 1 ms) and a reduction with one failed trial."""
-    from jitensor.tune.records import Record, RecordStore
+    from jitensor.autotune.records import Record, RecordStore
     d = tmp_path / "cache"
     s = RecordStore(str(d / "records.sqlite"))
     split = {"step": "split", "loop": "i", "factor": 8, "tail": "guard"}
@@ -273,7 +273,7 @@ def test_records_show_unknown_fails_with_one_line(tuned, capsys, what):
 
 
 def test_records_show_ambiguous_prefix(tmp_path, capsys):
-    from jitensor.tune.records import Record, RecordStore
+    from jitensor.autotune.records import Record, RecordStore
     d = tmp_path / "cache"
     RecordStore(str(d / "records.sqlite")).add_many([Record("ab" + "0" * 62, TGT, [], costs=(1.0,)),
                                                      Record("ab" + "1" * 62, TGT, [], costs=(1.0,))])
@@ -356,7 +356,7 @@ def test_records_output_into_a_closed_pipe_ends_quietly(tuned, args):
 
 
 def test_head_of_a_long_records_listing(tmp_path):
-    from jitensor.tune.records import Record, RecordStore
+    from jitensor.autotune.records import Record, RecordStore
     d = tmp_path / "cache"
     RecordStore(str(d / "records.sqlite")).add_many(
         [Record(f"{i:064x}", TGT, [], costs=(1e-3,), kind="gemm" + "_" * 200) for i in range(300)])

@@ -17,7 +17,7 @@ from jitensor.loop.primitives import (BlockColumns, Parallel, ScheduleError, Tem
 from jitensor.loop.schedule import default_schedule, default_steps
 from jitensor.loop.workload import workload_key
 from jitensor.target import host
-from jitensor.tune.records import Record, default_store, target_key
+from jitensor.autotune.records import Record, default_store, target_key
 
 _rng = np.random.default_rng(7)
 

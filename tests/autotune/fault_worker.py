@@ -3,7 +3,7 @@ grain knob) is 7771 crashes the worker, 7772 hangs it, 7773 computes a wrong res
 import os
 import time
 
-from jitensor.tune import measure
+from jitensor.autotune import measure
 
 _run_once = measure.run_once
 

@@ -1,4 +1,4 @@
-"""Measured machine figures (jitensor/tune/hardware.py): structure, the nominal mode, the JSON cache keyed by
+"""Measured machine figures (jitensor/autotune/hardware.py): structure, the nominal mode, the JSON cache keyed by
 target, refresh. Nothing here depends on the values measured (the machine running the tests is shared)."""
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-import jitensor.tune.hardware as H
+import jitensor.autotune.hardware as H
 from jitensor.target import host
 
 

@@ -54,9 +54,9 @@ Design rules:
   parent's is kept alive but unused, so that closing it cannot disturb the parent's locks.
 
 Measured on a 2-core VM shared with other jobs (load ~3.5; Python 3.11, SQLite 3.40), see
-tests/tune/test_records.py:
+tests/autotune/test_records.py:
 
-* ``import jitensor.tune.records``: 3-5 ms on top of the ``jitensor`` package, which a compile has
+* ``import jitensor.autotune.records``: 3-5 ms on top of the ``jitensor`` package, which a compile has
   loaded anyway (``sqlite3`` 1.5-2.5 ms of it), with bytecode cached; standalone (package ``__init__``s
   stubbed) 20-55 ms, mostly ``dataclasses`` (13 ms), ``hashlib`` via diskcache (10 ms) and ``sqlite3``
   (5 ms). Without cached bytecode (PYTHONDONTWRITEBYTECODE) compiling this file adds about 15 ms.

@@ -6,9 +6,9 @@ import itertools
 import numpy as np
 import pytest
 
-from jitensor.tune.search import Result, diverse, knob_features, propose, random_points, tune_space
-from jitensor.tune.space import Knob, Space
-from jitensor.tune.synthetic import make_space
+from jitensor.autotune.search import Result, diverse, knob_features, propose, random_points, tune_space
+from jitensor.autotune.space import Knob, Space
+from jitensor.autotune.synthetic import make_space
 
 FAST = dict(ensemble=4, pool=512)  # smaller models and pools keep the loop tests quick
 

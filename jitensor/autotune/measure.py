@@ -6,7 +6,7 @@ candidate is timed as the program would run it. Its inputs are the real ones: `c
 on the user's example arguments and copies each kernel's buffers as the program leaves them for it
 (indices stay in bounds, data-dependent branches go the usual way).
 
-Candidates run in a worker process (`Measurer`, `python -m jitensor.tune.measure`): a step list that
+Candidates run in a worker process (`Measurer`, `python -m jitensor.autotune.measure`): a step list that
 crashes LLVM or the kernel, or hangs, costs one trial and a worker restart, never the user's process.
 The worker checks each candidate's buffers against the default schedule's on the same inputs (exactly for
 integers and bools, within a reassociation tolerance for floats, NaN where NaN): a wrong candidate is a
@@ -141,7 +141,7 @@ class Measurer:
 
     def __init__(self, timeout: float = 20.0, repeats: int = 5, sample_seconds: float = 0.01, command=None):
         self.timeout, self.repeats, self.sample_seconds = timeout, repeats, sample_seconds
-        self.command = command or [sys.executable, "-m", "jitensor.tune.measure"]  # (tests: a faulty worker)
+        self.command = command or [sys.executable, "-m", "jitensor.autotune.measure"]  # (tests: a faulty worker)
         self.proc = None
         self.tasks: dict = {}
         self.sent: set = set()

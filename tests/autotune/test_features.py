@@ -1,4 +1,4 @@
-"""Cost-model features of loop IR (jitensor/tune/features.py).
+"""Cost-model features of loop IR (jitensor/autotune/features.py).
 
 Kernels come from the real pipeline: lowered but not yet scheduled (so that schedule steps apply, as the
 tuner applies them) or through compiler.front_end (default schedules, templates). The features must be
@@ -22,7 +22,7 @@ from jitensor.loop.lower import NotRowLocal, lower, plan_buffers
 from jitensor.loop.primitives import (CacheWrite, Parallel, Reorder, Split, Tile, Unroll, Vectorize, apply,
                                       loops)
 from jitensor.loop.schedule import work
-from jitensor.tune.features import FEATURE_NAMES, NBUFFERS, NLEVELS, feature_dict, features, kind_of
+from jitensor.autotune.features import FEATURE_NAMES, NBUFFERS, NLEVELS, feature_dict, features, kind_of
 
 F32 = np.dtype(np.float32)
 _rng = np.random.default_rng(3)

@@ -17,8 +17,8 @@ import pytest
 
 from jitensor.errors import RecordWarning
 from jitensor.target import Target
-from jitensor.tune import records as R
-from jitensor.tune.records import FORMAT, Record, RecordStore, default_store, target_key
+from jitensor.autotune import records as R
+from jitensor.autotune.records import FORMAT, Record, RecordStore, default_store, target_key
 
 REPO_ROOT = Path(R.__file__).resolve().parents[2]
 W1, W2 = "a1" * 32, "b2" * 32
@@ -406,7 +406,7 @@ def _run(code: str) -> str:
 
 def test_records_imports_no_heavy_modules():
     out = _run("""
-        import jitensor.tune.records
+        import jitensor.autotune.records
         print([m for m in ("numpy", "llvmlite") if m in sys.modules])
     """)
     assert out.strip() == "[]"
@@ -420,7 +420,7 @@ def test_open_and_best_in_a_fresh_process_is_fast(tmp_path):
     s.close()
     code = f"""
         import os, time
-        from jitensor.tune.records import RecordStore
+        from jitensor.autotune.records import RecordStore
         t0 = time.perf_counter()
         r = RecordStore({path!r}).best({W1!r}, {T!r})
         t1 = time.perf_counter()

@@ -4,9 +4,9 @@ import time
 import numpy as np
 import pytest
 
-from jitensor.tune.model import CostModel, Ensemble
-from jitensor.tune.search import random_points
-from jitensor.tune.synthetic import make_space
+from jitensor.autotune.model import CostModel, Ensemble
+from jitensor.autotune.search import random_points
+from jitensor.autotune.synthetic import make_space
 
 
 def spearman(a, b) -> float:

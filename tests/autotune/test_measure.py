@@ -13,7 +13,7 @@ from jitensor.compiler import lower_graph, manifest_of
 from jitensor.loop.primitives import Parallel, TemplateKnobs, to_json
 from jitensor.loop.schedule import default_schedule, default_steps
 from jitensor.target import host
-from jitensor.tune import measure as M
+from jitensor.autotune import measure as M
 
 FAULTY = [sys.executable, os.path.join(os.path.dirname(__file__), "fault_worker.py")]
 
