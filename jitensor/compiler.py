@@ -159,7 +159,7 @@ def _records(store=None):
 
 @functools.lru_cache(maxsize=8)
 def _target_key(target) -> str:
-    from .autotune.records import target_key
+    from .autotune.lookup import target_key
     return target_key(target)
 
 
@@ -303,15 +303,17 @@ def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
 
 def _schedules_current(m: Manifest, target) -> bool:
     """Whether each kernel of a stored program has the schedule the tuning records choose today (the entry's
-    key covers the graph, the compiler and the target; records can change under it)."""
-    store = _records()
-    if store is None:
+    key covers the graph, the compiler and the target; records can change under it). Reads the store with
+    `autotune.lookup` (sqlite3 alone): a first call from disk pays ~3 ms for it when a store exists."""
+    from .autotune.lookup import best_steps, store_path
+    from .runtime.diskcache import default_cache_dir
+    best = best_steps(store_path(default_cache_dir()), [k.workload for k in m.kernels], _target_key(target))
+    if best is None:
         return all(k.schedule == "default" for k in m.kernels)
     from .loop.workload import steps_digest
-    tk = _target_key(target)
     for k in m.kernels:
-        rec = store.best(k.workload, tk)
-        if k.schedule != ("default" if rec is None or rec.default else steps_digest(list(rec.steps))):
+        rec = best.get(k.workload)
+        if k.schedule != ("default" if rec is None or rec[1] else steps_digest(rec[0])):
             return False
     return True
 

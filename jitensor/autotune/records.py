@@ -79,7 +79,8 @@ import warnings
 from dataclasses import dataclass, field
 
 from jitensor.errors import RecordWarning
-from jitensor.runtime.diskcache import default_cache_dir, key_hash
+from jitensor.autotune.lookup import FILENAME, target_key  # noqa: F401 (part of this module's API)
+from jitensor.runtime.diskcache import default_cache_dir
 
 try:  # POSIX only; without it moving a corrupt file aside is unlocked (a concurrent mover may drop a batch)
     import fcntl
@@ -89,7 +90,6 @@ except ImportError:  # pragma: no cover - Windows
 __all__ = ["FORMAT", "FILENAME", "Record", "RecordStore", "RecordWarning", "default_store", "target_key"]
 
 FORMAT = 1
-FILENAME = "records.sqlite"
 APPLICATION_ID = 0x4A54524B  # "JTRK"
 BUSY_TIMEOUT_S = 30.0
 IMPORT_BATCH = 500
@@ -224,17 +224,6 @@ class Record:
             raise TypeError("default must be true or false")
         return cls(d["workload"], d["target"], tuple(steps), tuple(costs), d.get("error"), default,
                    d.get("kind") or "", ts, versions)
-
-
-def target_key(target) -> str:
-    """The key records are stored under for a `Target` (or its `key()` dict; a string is taken as a key
-    already): ``"llvm-skylake-avx512-3f0c9a1b2d4e5f60"``, kind and CPU for people, then 16 hex digits
-    of the sha256 of the whole `Target.key()` (triple, CPU, features, cache sizes) for isolation."""
-    if isinstance(target, str):
-        return target
-    key = target if isinstance(target, dict) else target.key()
-    cpu = re.sub(r"[^0-9A-Za-z_.+-]", "_", str(key.get("cpu") or "generic"))
-    return f"{key.get('kind') or 'llvm'}-{cpu}-{key_hash(key)[:16]}"
 
 
 def _versions() -> dict:

@@ -11,11 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 
-from .ir import Kernel, canonical
 
-
-def workload_key(k: Kernel) -> str:
+def workload_key(k) -> str:
     """A 20-byte hex digest of the unscheduled kernel (call it before any schedule step)."""
+    from .ir import canonical  # (here: a disk hit imports this module for steps_digest, never the IR)
     pos = {b.name: f"@{i}" for i, b in enumerate(k.buffers)}
     desc = (tuple((b.dtype.str, b.size) for b in k.buffers), canonical((k.body, k.template), pos))
     return hashlib.blake2b(repr(desc).encode(), digest_size=20).hexdigest()
