@@ -284,15 +284,17 @@ class JitFunction:
         is recompiled with the records and replaces the one calls are using."""
         from .compiler import compile_graph
         from .errors import TuningWarning
-        from .autotune.tuner import tune_traced, tuned_before
+        from .autotune.tuner import tune_in_process, tune_traced, tuned_before
         try:
             graph, layouts, finish = self._trace(leaves, tree, statics)
             if tuned_before(graph, layouts):
                 return
             arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in leaves]
             opts = self._tune
-            report = tune_traced(self, graph, layouts, arrays, trials=opts["trials"], timeout=opts["timeout"],
-                                 progress=False if swap else None)
+            # background: another process searches, this one keeps running the default program meanwhile
+            run = tune_in_process if swap else tune_traced
+            report = run(self.fun.__qualname__, graph, layouts, arrays, trials=opts["trials"],
+                         timeout=opts["timeout"], progress=False if swap else None)
             log.info("jitensor: %s", report)
             if swap:
                 c = compile_graph(graph, layouts, name=f"{self.fun.__module__}.{self.fun.__qualname__}",

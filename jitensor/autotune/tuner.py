@@ -116,23 +116,26 @@ def tune(fn, *args, trials: int = 256, timeout: float | None = None, seed: int =
     from ..api import JitFunction, jit
     jf = fn if isinstance(fn, JitFunction) else jit(fn)
     graph, layouts, arrays = jf._traced(args, kwargs)
-    report = tune_traced(jf, graph, layouts, arrays, trials=trials, timeout=timeout, seed=seed, records=records,
+    report = tune_traced(_name(jf), graph, layouts, arrays, trials=trials, timeout=timeout, seed=seed, records=records,
                          strategy=strategy, early_stop=early_stop, batch=batch, progress=progress,
                          min_share=min_share)
     jf.cache_clear()  # this process's next call compiles with the records
     return report
 
 
-def tune_traced(jf, graph, layouts, arrays, *, trials=256, timeout=None, seed=0, records=None, strategy="thompson",
+def _name(jf) -> str:
+    return getattr(jf.fun, "__qualname__", str(jf.fun))
+
+
+def tune_traced(name, graph, layouts, arrays, *, trials=256, timeout=None, seed=0, records=None, strategy="thompson",
                 early_stop=64, batch=8, progress=None, min_share=0.01) -> Report:
-    """`tune` of a function already traced for its arguments (the dispatcher's lazy tuning)."""
+    """`tune` of a function (named `name` in reports) already traced for its arguments (lazy tuning)."""
     from ..target import host
     from .measure import Measurer
     t_start = time.perf_counter()
     store = _store(records)
     target = host()
     tasks = _tasks(graph, layouts, arrays, target)
-    name = getattr(jf.fun, "__qualname__", str(jf.fun))
     bar = _Progress(name, trials, progress)
     measurer = Measurer()
     report = Report(name, [t.result for t in tasks], 0.0, 0)
@@ -391,3 +394,41 @@ def parse_budget(v) -> dict:
                 if k == "timeout" else int(x)
         return dict(out, **d)
     raise ValueError(f"tune must be True, a trial count, or a dict, got {v!r}")
+
+
+def tune_in_process(name, graph, layouts, arrays, **opts) -> Report:
+    """`tune_traced` in a fresh process (background tuning: the search and the model fits never take this
+    process's GIL or its threads). The child shares the record store (JITENSOR_CACHE_DIR). Raises
+    RuntimeError with the child's last line of output when it fails."""
+    import pickle
+    import subprocess
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="jitensor-tune-") as d:
+        inp, out = os.path.join(d, "task.pkl"), os.path.join(d, "report.pkl")
+        with open(inp, "wb") as fh:
+            pickle.dump((name, graph, layouts, arrays, opts), fh, protocol=pickle.HIGHEST_PROTOCOL)
+        env = dict(os.environ, JITENSOR_TUNE="")
+        p = subprocess.run([sys.executable, "-m", "jitensor.autotune.tuner", inp, out], capture_output=True,
+                           text=True, env=env)
+        if p.returncode != 0 or not os.path.exists(out):
+            lines = [ln for ln in (p.stderr or p.stdout or "").splitlines() if ln.strip()]
+            raise RuntimeError(lines[-1] if lines else f"the tuning process exited with status {p.returncode}")
+        with open(out, "rb") as fh:
+            return pickle.load(fh)
+
+
+def _main(argv) -> int:
+    import pickle
+    inp, out = argv
+    with open(inp, "rb") as fh:
+        name, graph, layouts, arrays, opts = pickle.load(fh)
+    report = tune_traced(name, graph, layouts, arrays, **opts)
+    with open(out + ".tmp", "wb") as fh:
+        pickle.dump(report, fh, protocol=pickle.HIGHEST_PROTOCOL)
+    os.replace(out + ".tmp", out)
+    return 0
+
+
+if __name__ == "__main__":  # (through the module's own name, so that the pickled Report names its real class)
+    from jitensor.autotune import tuner as _tuner
+    sys.exit(_tuner._main(sys.argv[1:]))

@@ -53,6 +53,9 @@ class Where(str):
     def __bool__(self):
         return True
 
+    def __reduce__(self):  # (a traced graph goes to the background tuner's process)
+        return Where, (self.file, self.line)
+
 
 _internal: dict[str, bool] = {}
 
