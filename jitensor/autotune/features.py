@@ -68,8 +68,8 @@ TEMPLATE_KNOBS = ("mr", "nv", "kc", "nc", "grain", "rows", "accs", "block", "chu
 _KERNEL = ("work", "flops", "loads", "stores", "bytes_touched", "bytes_written", "bytes_accessed", "intensity",
            "intensity_accessed", "loops", "max_depth", "statements", "buffers", "locals", "checks", "prefetches")
 _NEST = ("depth", "trip", "parallel_extent", "work_per_parallel_iter", "vector_loops", "unroll_loops",
-         "unrolled_iters", "reduce_local", "reduce_memory", "reduce_trip")
-_LEVEL = ("extent", "lanes", "unroll", "parallel", "bytes", "lines")
+         "unrolled_iters", "reduce_local", "reduce_memory", "reduce_trip", "parallel_grain", "parallel_chunks")
+_LEVEL = ("extent", "lanes", "unroll", "parallel", "bytes", "lines", "copies")
 _BUFFER = ("bytes", "lines", "accesses", "itemsize", "stride_bytes", "contiguous", "invariant", "strided",
            "irregular", "reuse", "reuse_dist", "written")
 _TEMPLATE = ("M", "N", "K", "itemsize", "batch", "flops", "a_trans", "b_trans", "split_cols", "epilogue",
@@ -574,6 +574,8 @@ def _raw(kernel: Kernel) -> list:
     if par is not None:
         out[I["nest_parallel_extent"]] = par.extent
         out[I["nest_work_per_parallel_iter"]] = work / par.extent if par.extent else 0.0
+        out[I["nest_parallel_grain"]] = par.grain  # (0: the runtime's rule)
+        out[I["nest_parallel_chunks"]] = -(-par.extent // par.grain) if par.grain else 0
     out[I["nest_vector_loops"]], out[I["nest_unroll_loops"]], out[I["nest_unrolled_iters"]] = vec, unr, unr_iters
     if red:
         out[I["nest_reduce_local"]] = int(type(hot.stmt) is Assign)
@@ -589,8 +591,9 @@ def _raw(kernel: Kernel) -> list:
             nbytes += n * isz
             nlines += lines
         at = _LEVEL_AT[lv]
-        out[at[0]], out[at[1]], out[at[2]], out[at[3]], out[at[4]], out[at[5]] = \
-            f.extent, f.lanes if f.lanes > 1 else 0, int(f.kind == "unroll"), int(f.kind == "parallel"), nbytes, nlines
+        out[at[0]], out[at[1]], out[at[2]], out[at[3]], out[at[4]], out[at[5]], out[at[6]] = \
+            f.extent, f.lanes if f.lanes > 1 else 0, int(f.kind == "unroll"), int(f.kind == "parallel"), nbytes, \
+            nlines, f.copies if f.lanes > 1 else 0
 
     # buffers, most bytes first (ties broken by the other values: never by names)
     rows = []

@@ -107,13 +107,14 @@ _SCHEMA = (
         error      TEXT,
         is_default INTEGER NOT NULL DEFAULT 0,
         timestamp  REAL    NOT NULL,
-        versions   TEXT    NOT NULL DEFAULT '{}'
+        versions   TEXT    NOT NULL DEFAULT '{}',
+        features   TEXT    NOT NULL DEFAULT '[]'
     )""",
     "CREATE INDEX records_by_cost ON records (workload, target, cost)",
     "CREATE INDEX records_defaults ON records (workload, target, timestamp) WHERE is_default = 1",
     "CREATE INDEX records_by_kind ON records (kind)",
 )
-_COLUMNS = "id, workload, target, kind, steps, costs, error, is_default, timestamp, versions"
+_COLUMNS = "id, workload, target, kind, steps, costs, error, is_default, timestamp, versions, features"
 _SQLITE_CORRUPT, _SQLITE_NOTADB = 11, 26
 _ABANDONED: list = []  # connections inherited over fork: kept referenced so that they are never closed
 
@@ -152,6 +153,7 @@ class Record:
     timestamp: float = 0.0
     versions: dict = field(default_factory=dict, hash=False)
     id: int | None = None
+    features: tuple = field(default=(), hash=False)  # the cost model's input row for this schedule (transfer)
 
     def __post_init__(self):
         set_ = object.__setattr__
@@ -183,6 +185,10 @@ class Record:
         set_(self, "versions", dict(self.versions or {}))
         if self.id is not None:
             set_(self, "id", int(self.id))
+        feats = tuple(float(x) for x in self.features)
+        if not all(math.isfinite(x) for x in feats):
+            raise ValueError("Record.features must be finite numbers")
+        set_(self, "features", feats)
 
     @property
     def ok(self) -> bool:
@@ -197,7 +203,8 @@ class Record:
         """All fields as a JSON-able dict (the export format)."""
         return {"workload": self.workload, "target": self.target, "kind": self.kind, "steps": list(self.steps),
                 "costs": list(self.costs), "error": self.error, "default": self.default,
-                "timestamp": self.timestamp, "versions": self.versions, "id": self.id}
+                "timestamp": self.timestamp, "versions": self.versions, "id": self.id,
+                "features": list(self.features)}
 
     @classmethod
     def from_json(cls, d) -> Record:
@@ -222,8 +229,12 @@ class Record:
         default = d.get("default", False)
         if not isinstance(default, bool):
             raise TypeError("default must be true or false")
+        feats = d.get("features") or []
+        if not isinstance(feats, list) or not all(isinstance(x, (int, float)) and not isinstance(x, bool)
+                                                  for x in feats):
+            raise TypeError("features must be a list of numbers")
         return cls(d["workload"], d["target"], tuple(steps), tuple(costs), d.get("error"), default,
-                   d.get("kind") or "", ts, versions)
+                   d.get("kind") or "", ts, versions, None, tuple(feats))
 
 
 def _versions() -> dict:
@@ -239,9 +250,9 @@ def _versions() -> dict:
 
 
 def _row_record(row) -> Record:
-    rid, workload, target, kind, steps, costs, error, is_default, ts, versions = row
+    rid, workload, target, kind, steps, costs, error, is_default, ts, versions, features = row
     return Record(workload, target, tuple(json.loads(steps)), tuple(json.loads(costs)), error, bool(is_default),
-                  kind, ts, json.loads(versions), rid)
+                  kind, ts, json.loads(versions), rid, tuple(json.loads(features)))
 
 
 # ----------------------------------------------------------------------------- sqlite helpers
@@ -549,10 +560,10 @@ class RecordStore:
         except (TypeError, ValueError) as e:
             raise TypeError(f"record of workload {rec.workload[:16]} is not JSON-serializable: {e}") from None
         return (rec.workload, rec.target, rec.kind, steps, _canon(list(rec.costs)), rec.cost, rec.error,
-                int(rec.default), ts, versions)
+                int(rec.default), ts, versions, _canon(list(rec.features)))
 
     _INSERT = ("INSERT INTO records (workload, target, kind, steps, costs, cost, error, is_default, timestamp, "
-               "versions) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
+               "versions, features) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)")
 
     def add(self, rec: Record) -> int | None:
         """Store `rec` (timestamp and versions filled in when unset); its id, or None when the store
@@ -758,7 +769,7 @@ def _first(cursor) -> Record | None:
 def _insert_new(conn, rows) -> tuple[int, int]:
     added = dups = 0
     for row in rows:
-        workload, target, _, steps, costs, cost, _, _, ts, _ = row
+        workload, target, _, steps, costs, cost, _, _, ts, _, _ = row
         if conn.execute("SELECT 1 FROM records WHERE workload = ? AND target = ? AND cost IS ? AND timestamp = ? "
                         "AND steps = ? AND costs = ? LIMIT 1", (workload, target, cost, ts, steps, costs)).fetchone():
             dups += 1

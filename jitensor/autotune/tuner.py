@@ -227,7 +227,9 @@ def _search(tasks, measurer, store, target, trials, timeout, seed, strategy, ear
                         # set does not decide what every later compile uses
                         more, err2 = measurer.measure(i, steps)
                         costs, err = (costs + more, None) if more else (None, err2)
-                    store.add(Record(t.workload, tkey, tuple(steps), tuple(costs or ()), err, is_default, t.kind))
+                    feats = tuple(float(x) for x in featurizers[i]([p])[0])
+                    store.add(Record(t.workload, tkey, tuple(steps), tuple(costs or ()), err, is_default, t.kind,
+                                     features=feats))
                     c = float(np.median(costs)) if costs else None
                     past[(t.workload, _key(steps))] = c
                     if err:
@@ -256,6 +258,8 @@ def _search(tasks, measurer, store, target, trials, timeout, seed, strategy, ear
             t.result.skipped = "small"
         elif len(t.space) <= 1:
             t.result.skipped = "no choices"
+    priors = {i: _prior(store, t, tkey, len(featurizers[i]([tuple(t.space.default)])[0]))
+              for i, t in enumerate(tasks) if not t.result.skipped}
     rnd = 0
     while used < trials and (timeout is None or time.perf_counter() - t_start < timeout):
         live = [t for t in tasks if not t.result.skipped]
@@ -268,7 +272,7 @@ def _search(tasks, measurer, store, target, trials, timeout, seed, strategy, ear
         before = t.result.best
         want = len(t.history) + min(batch, trials - used)
         res = tune_space(t.space, measure_fn(t, i), featurizers[i], want, batch=batch, seed=seed + 7919 * rnd,
-                         strategy=strategy, history=list(t.history))
+                         strategy=strategy, history=list(t.history), prior=priors.get(i))
         _take(t, res, time.perf_counter() - t0)
         gained = before is not None and t.result.best is not None and t.result.best < before * 0.99
         t.stale = 0 if gained else t.stale + 1
@@ -276,6 +280,20 @@ def _search(tasks, measurer, store, target, trials, timeout, seed, strategy, ear
             t.result.skipped = "space exhausted"
         elif early_stop is not None and t.stale * batch >= early_stop:
             t.result.skipped = "converged"
+
+
+PRIOR_ROWS = 4000  # most recent records of other workloads of the same kind given to the model (transfer)
+
+
+def _prior(store, t, tkey, width):
+    """(X, y, groups) of this kind of kernel measured at other shapes on this target, or None: the cost model
+    starts from them, so a new workload is guided from its first batch (transfer learning)."""
+    rows = [r for r in store.records(target=tkey, kind=t.kind, ok_only=True)[-PRIOR_ROWS:]
+            if r.workload != t.workload and len(r.features) == width]
+    if len({r.workload for r in rows}) < 1 or len(rows) < 16:
+        return None
+    X = np.asarray([r.features for r in rows], dtype=np.float32)
+    return X, np.asarray([r.cost for r in rows]), [r.workload for r in rows]
 
 
 def _take(t, res, seconds):
@@ -291,11 +309,11 @@ def _take(t, res, seconds):
 
 
 def _featurizer(t, target):
-    """Features of a point: the scheduled kernel's loop-IR features, the knob values, the machine's figures."""
+    """Features of a point: the scheduled kernel's loop-IR features and the machine's figures."""
     from ..loop.primitives import apply
     from .features import features
     from .hardware import hardware_features
-    hw = hardware_features(target)
+    hw = np.nan_to_num(hardware_features(target))  # (a figure that could not be measured: 0)
     memo: dict = {}  # point -> row, kept across rounds (each round proposes from a pool of ~2000 points)
 
     def featurize(points):
@@ -306,7 +324,9 @@ def _featurizer(t, target):
                 if len(memo) > 50_000:
                     memo.clear()
                 k = apply(t.kernel, t.space.steps(p))
-                row = memo[p] = np.concatenate([features(k), t.space.encode(p), hw]).astype(np.float32)
+                # (fixed width for every kernel: the knobs show in the loop IR's features, so that records of
+                # other shapes train the same model)
+                row = memo[p] = np.concatenate([features(k), hw]).astype(np.float32)
             rows.append(row)
         return np.asarray(rows, dtype=np.float32)
     return featurize

@@ -208,7 +208,7 @@ def test_export_import_round_trip_skips_duplicates(store, tmp_path):
     assert len(lines) == 3
     first = json.loads(lines[0])
     assert set(first) == {"workload", "target", "kind", "steps", "costs", "error", "default", "timestamp",
-                          "versions", "id"}
+                          "versions", "id", "features"}
     other = RecordStore(str(tmp_path / "other.sqlite"))
     assert other.import_jsonl(io.StringIO(buf.getvalue())) == 3
     assert other.import_jsonl(io.StringIO(buf.getvalue())) == 0  # all duplicates
