@@ -102,15 +102,19 @@ class _Task:
 
 def tune(fn, *args, trials: int = 256, timeout: float | None = None, seed: int = 0, records=None,
          strategy: str = "thompson", early_stop: int | None = 64, batch: int = 8, progress=None,
-         min_share: float = 0.01, **kwargs) -> Report:
+         min_share: float = 0.01, measurer: dict | None = None, **kwargs) -> Report:
     """Search schedules for the kernels of `fn(*args, **kwargs)` and store the measurements as tuning records.
 
     trials: the budget over all kernels (each kernel's default measurement counts as one); timeout: seconds,
-    checked between rounds; seed: the search order (the same seed, function and arguments try the same
-    schedules); records: a RecordStore or a path (default: the store beside the kernel cache); strategy:
-    "thompson" (default), "greedy", "epsilon" or "random"; early_stop: a kernel is dropped after this many
-    trials without a 1% gain; progress: a bar on stderr (default: when stderr is a terminal); min_share:
-    kernels below this share of the program's default time keep their default schedule.
+    checked between rounds; seed: the search's random choices (a kernel's first batch of candidates is
+    random, so the same seed, function and arguments try the same schedules first; later batches follow
+    the cost model fitted to the measured times, and the budget goes to the kernels whose measured gains
+    are largest, so these need not repeat); records: a RecordStore or a path (default: the store beside
+    the kernel cache); strategy: "thompson" (default), "greedy", "epsilon" or "random"; early_stop: a
+    kernel is dropped after this many trials without a 1% gain; progress: a bar on stderr (default: when
+    stderr is a terminal); min_share: kernels below this share of the program's default time keep their
+    default schedule; measurer (for tests and tools): keyword arguments of the worker's `measure.Measurer`
+    (timeout=, repeats=, sample_seconds=, command= to run another worker program).
     Returns a Report (print it for a table). Ctrl-C stops the search; every trial measured so far is kept.
     """
     from ..api import JitFunction, jit
@@ -118,13 +122,13 @@ def tune(fn, *args, trials: int = 256, timeout: float | None = None, seed: int =
     graph, layouts, arrays = jf._traced(args, kwargs)
     report = tune_traced(jf, graph, layouts, arrays, trials=trials, timeout=timeout, seed=seed, records=records,
                          strategy=strategy, early_stop=early_stop, batch=batch, progress=progress,
-                         min_share=min_share)
+                         min_share=min_share, measurer=measurer)
     jf.cache_clear()  # this process's next call compiles with the records
     return report
 
 
 def tune_traced(jf, graph, layouts, arrays, *, trials=256, timeout=None, seed=0, records=None, strategy="thompson",
-                early_stop=64, batch=8, progress=None, min_share=0.01) -> Report:
+                early_stop=64, batch=8, progress=None, min_share=0.01, measurer=None) -> Report:
     """`tune` of a function already traced for its arguments (the dispatcher's lazy tuning)."""
     from ..target import host
     from .measure import Measurer
@@ -134,7 +138,7 @@ def tune_traced(jf, graph, layouts, arrays, *, trials=256, timeout=None, seed=0,
     tasks = _tasks(graph, layouts, arrays, target)
     name = getattr(jf.fun, "__qualname__", str(jf.fun))
     bar = _Progress(name, trials, progress)
-    measurer = Measurer()
+    measurer = Measurer(**(measurer or {}))
     report = Report(name, [t.result for t in tasks], 0.0, 0)
     interrupted = False
     try:
@@ -239,8 +243,8 @@ def _search(tasks, measurer, store, target, trials, timeout, seed, strategy, ear
         _take(t, res, time.perf_counter() - t0)
     total = sum((t.result.default or 0) * t.repeats for t in tasks) or 1.0
     for t in tasks:
-        if t.result.default is None:
-            t.result.skipped = "default failed"
+        if t.result.default is None:  # (not measured: the budget ran out on the defaults of the kernels before)
+            t.result.skipped = "default failed" if t.result.trials else "no trials left"
         elif t.result.default * t.repeats < min_share * total:
             t.result.skipped = "small"
         elif len(t.space) <= 1:
