@@ -159,7 +159,10 @@ class JitFunction:
         self._lock = threading.Lock()
         if tune is None and os.environ.get("JITENSOR_TUNE", "").strip() not in ("", "0"):
             from .autotune.tuner import env_budget
-            self._tune = env_budget()
+            try:
+                self._tune = env_budget()
+            except ValueError as e:
+                raise ArgumentError(f"JITENSOR_TUNE={os.environ['JITENSOR_TUNE']!r}: {e}") from None
         elif tune is None or tune is False:
             self._tune = None
         else:
@@ -488,7 +491,8 @@ def jit(fun=None, *, static_argnums=(), static_argnames=(), cache=True, tune=Non
     tune: autotune each new signature on its first call, unless tuning records already cover its kernels:
     True (256 trials), a trial count, or {"trials": n, "timeout": seconds, "background": bool}; background
     returns at once with the default schedules and swaps in the tuned program when tuning ends. Default:
-    the JITENSOR_TUNE environment variable (unset: off).
+    the JITENSOR_TUNE environment variable (unset: off). A tune value, or a JITENSOR_TUNE, that cannot be
+    read raises ArgumentError here, when the function is decorated.
     """
     if fun is None:
         return lambda f: jit(f, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache,

@@ -347,37 +347,61 @@ def _clock(s: float) -> str:
 
 def env_budget() -> dict | None:
     """JITENSOR_TUNE: unset, "" or "0": off; "1": on with the defaults; an int: that many trials; or
-    comma-separated key=value (trials=, timeout=, background=) e.g. "trials=64,background=1"."""
+    comma-separated key=value (trials=, timeout=, background=) e.g. "trials=64,background=1".
+    A value it cannot read raises ValueError (`jit` turns it into an ArgumentError naming the variable)."""
     v = os.environ.get("JITENSOR_TUNE", "").strip()
     if v in ("", "0", "off", "false", "no"):
         return None
     return parse_budget(v)
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def parse_budget(v) -> dict:
-    """A `jit(tune=...)` value or JITENSOR_TUNE string -> {"trials", "timeout", "background"}."""
+    """A `jit(tune=...)` value or JITENSOR_TUNE string -> {"trials", "timeout", "background"}; ValueError
+    for anything else (an unknown option, trials not an integer >= 0, timeout not a number > 0)."""
     out = {"trials": 256, "timeout": None, "background": False}
-    if v is True or v in ("1", "on", "true", "yes"):
+    if v is True or v in _TRUE:
         return out
     if isinstance(v, bool) or v is None:
         raise ValueError(f"tune must be True, a trial count, or a dict, got {v!r}")
     if isinstance(v, int):
-        return dict(out, trials=v)
+        return _checked_budget(dict(out, trials=v))
     if isinstance(v, dict):
         bad = set(v) - set(out)
         if bad:
             raise ValueError(f"unknown tuning option(s) {sorted(bad)} (options: trials, timeout, background)")
-        return dict(out, **v)
+        return _checked_budget(dict(out, **v))
     if isinstance(v, str):
-        if v.isdigit():
+        if v.strip().isdigit():
             return dict(out, trials=int(v))
         d = {}
         for part in v.split(","):
             k, _, x = part.partition("=")
-            k = k.strip()
+            k, x = k.strip(), x.strip().lower()
             if k not in out or not x:
-                raise ValueError(f"JITENSOR_TUNE: cannot read {part!r} (e.g. 64, or trials=64,timeout=60,background=1)")
-            d[k] = x.strip().lower() in ("1", "true", "yes", "on") if k == "background" else float(x) \
-                if k == "timeout" else int(x)
-        return dict(out, **d)
+                raise ValueError(f"cannot read {part!r} (e.g. 64, or trials=64,timeout=60,background=1)")
+            try:
+                if k == "background":
+                    if x not in _TRUE + _FALSE:
+                        raise ValueError
+                    d[k] = x in _TRUE
+                else:
+                    d[k] = float(x) if k == "timeout" else int(x)
+            except ValueError:
+                raise ValueError(f"cannot read {part!r}: {k} must be "
+                                 f"{dict(trials='an integer', timeout='seconds', background='0 or 1')[k]}") from None
+        return _checked_budget(dict(out, **d))
     raise ValueError(f"tune must be True, a trial count, or a dict, got {v!r}")
+
+
+def _checked_budget(b: dict) -> dict:
+    t, s = b["trials"], b["timeout"]
+    if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+        raise ValueError(f"trials must be an integer >= 0, got {t!r}")
+    if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or not s > 0):
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {s!r}")
+    if not isinstance(b["background"], bool):
+        raise ValueError(f"background must be True or False, got {b['background']!r}")
+    return b
