@@ -288,8 +288,11 @@ class JitFunction:
         from .compiler import compile_graph
         from .errors import TuningWarning
         from .autotune.tuner import tune_traced, tuned_before
+        # in the foreground, a function that does not trace fails its call with its own error, as it would
+        # without tuning (not with a TuningWarning first, then the error of a second trace)
+        traced = None if swap else self._trace(leaves, tree, statics)
         try:
-            graph, layouts, finish = self._trace(leaves, tree, statics)
+            graph, layouts, finish = traced or self._trace(leaves, tree, statics)
             if tuned_before(graph, layouts):
                 return
             arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in leaves]
