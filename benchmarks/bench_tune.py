@@ -1,11 +1,12 @@
 """Autotuning: model-guided search against random search at equal trials, tuned against default schedules.
 
-    python benchmarks/bench_tune.py                        # every case, 64 trials per strategy (~25-35 min)
+    python benchmarks/bench_tune.py                        # every case, 48 trials per strategy (~20-30 min)
     python benchmarks/bench_tune.py --only mlp1,colsum --trials 32 --no-write
     python benchmarks/bench_tune.py --long sgemm           # also time 256 trials of one case (target: < 3 min)
 
-Per case, `jitensor.tune` runs twice with the same budget and seed, each into its own empty record store:
-"thompson" (the XGBoost ensemble, Thompson sampling over annealing proposals) and "random". Reported:
+Per case, `jitensor.tune` runs once per strategy with the same budget and seed, each into its own empty record
+store: "thompson" (an ensemble of XGBoost models, one drawn per batch, over annealing proposals), "greedy"
+(the ensemble's mean), "epsilon" (greedy with 10% random points) and "random". Reported:
 - the default and best kernel times, and trials to reach 95% of the best found by either strategy; the
   target is a median (over cases) ratio model/random <= 1/3 (a strategy that never gets there counts as
   trials + 1, so a random search that never gets there makes the ratio an upper bound);
@@ -173,34 +174,44 @@ def plot(curves, path):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--only", default="", help="comma-separated cases: " + ", ".join(CASES))
-    ap.add_argument("--trials", type=int, default=64)
+    ap.add_argument("--trials", type=int, default=48)
+    ap.add_argument("--strategies", default="thompson,greedy,epsilon,random",
+                    help="strategies to compare (thompson and random are always run)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--long", default="", help="a case to tune with 256 trials (timed)")
     ap.add_argument("--no-write", action="store_true")
     args = ap.parse_args()
     names = [n for n in args.only.split(",") if n] or list(CASES)
+    strategies = list(dict.fromkeys(["thompson"] + [s for s in args.strategies.split(",") if s] + ["random"]))
+    others = [s for s in strategies if s not in ("thompson", "random")]
     stamp = harness.source_stamp()
     rows, curves, ratios, gains, notes = [], {}, [], [], []
     empty = tempfile.mkdtemp(prefix="bench-tune-empty-")
     for name in names:
-        dirs = {s: tempfile.mkdtemp(prefix=f"bench-tune-{name}-{s}-") for s in ("thompson", "random")}
+        dirs = {s: tempfile.mkdtemp(prefix=f"bench-tune-{name}-{s}-") for s in strategies}
         reps = {}
-        for s in ("thompson", "random"):
+        for s in strategies:
             rep, secs = tune_into(name, s, args.trials, args.seed, dirs[s])
             reps[s] = (rep, secs)
             print(f"{name} {s}: {secs:.0f} s\n{rep}", flush=True)
-        km, kr = main_kernel(reps["thompson"][0]), main_kernel(reps["random"][0])
-        best = min(c for c in (km.best, kr.best) if c)
-        tm, tr = to_95(km.curve, best), to_95(kr.curve, best)
+        ks = {s: main_kernel(reps[s][0]) for s in strategies}
+        km, kr = ks["thompson"], ks["random"]
+        best = min(k.best for k in ks.values() if k.best)
+        to = {s: to_95(k.curve, best) for s, k in ks.items()}
+        tm, tr = to["thompson"], to["random"]
         ratios.append(tm / tr)
-        curves[name] = (km.default or best, {"model (thompson)": km.curve, "random": kr.curve})
+        curves[name] = (km.default or best, {("model (thompson)" if s == "thompson" else s): k.curve
+                                             for s, k in ks.items()})
         d, t = end_to_end(name, dirs["thompson"], empty)
         gains.append(d / t)
         rows.append([name, CASES[name][2], harness.fmt_time(km.default), harness.fmt_time(km.best),
-                     harness.fmt_time(kr.best), f"{tm}", f"{tr}{'+' if tr > len(kr.curve) else ''}",
-                     f"{tm / tr:.2f}", harness.fmt_time(d), harness.fmt_time(t), f"{d / t:.2f}x",
+                     harness.fmt_time(kr.best), f"{tm}{'+' if tm > len(km.curve) else ''}",
+                     f"{tr}{'+' if tr > len(kr.curve) else ''}", f"{tm / tr:.2f}"]
+                    + [f"{to[s]}{'+' if to[s] > len(ks[s].curve) else ''}" for s in others]
+                    + [harness.fmt_time(d), harness.fmt_time(t), f"{d / t:.2f}x",
                      f"{reps['thompson'][1]:.0f} s"])
-        print(harness.text_table(HEADER, rows[-1:], group=False), flush=True)
+        header = HEADER[:8] + [f"to 95% ({s})" for s in others] + HEADER[8:]
+        print(harness.text_table(header, rows[-1:], group=False), flush=True)
         if name == names[0]:
             fc = first_call_with_records(name, dirs["thompson"])
             notes.append(f"First call of a fresh process from the disk cache ({name}), decoration included, "
@@ -217,22 +228,23 @@ def main():
                     f"(target <= 0.33: {harness.pass_miss(med, 0.34, False)}). Cases where tuning gained >= 1.2x end "
                     f"to end: {sum(g >= 1.2 for g in gains)} (target >= 3); slower than default (< 0.97x, "
                     f"beyond timing noise): {sum(g < 0.97 for g in gains)} (target 0).")
-    print(harness.text_table(HEADER, rows, group=False))
+    header = HEADER[:8] + [f"to 95% ({s})" for s in others] + HEADER[8:]
+    print(harness.text_table(header, rows, group=False))
     print("\n".join(notes))
     png = HERE / "tune_curves.png"
     plot(curves, png)
     if args.no_write:
         return
-    section = "tune" if not args.only and args.trials == 64 else "tune-partial"
+    section = "tune" if not args.only and args.trials == 48 else "tune-partial"
     parts = [f"## Autotuning ({args.trials} trials per strategy, seed {args.seed})", "",
              "`python benchmarks/bench_tune.py" + (f" --only {args.only}" if args.only else "")
-             + (f" --trials {args.trials}" if args.trials != 64 else "") + (f" --long {args.long}" if args.long
+             + (f" --trials {args.trials}" if args.trials != 48 else "") + (f" --long {args.long}" if args.long
                                                                             else "") + "`", "",
              harness.machine_info_markdown(harness.machine_info()), "",
              "Kernel times are the tuner's medians of the main kernel; trials to 95% count the default as trial 1 "
              "('+': never reached within the budget). End to end: the whole function per call, compiled with the "
              "records vs with the default schedules, interleaved medians. Curves: "
-             f"[`{png.name}`]({png.name}).", "", harness.markdown_table(HEADER, rows), ""] + notes
+             f"[`{png.name}`]({png.name}).", "", harness.markdown_table(header, rows), ""] + notes
     note = harness.edited_note(stamp)
     if note:
         parts += ["", note]

@@ -159,7 +159,10 @@ class JitFunction:
         self._lock = threading.Lock()
         if tune is None and os.environ.get("JITENSOR_TUNE", "").strip() not in ("", "0"):
             from .autotune.tuner import env_budget
-            self._tune = env_budget()
+            try:
+                self._tune = env_budget()
+            except ValueError as e:
+                raise ArgumentError(f"JITENSOR_TUNE={os.environ['JITENSOR_TUNE']!r}: {e}") from None
         elif tune is None or tune is False:
             self._tune = None
         else:
@@ -285,8 +288,11 @@ class JitFunction:
         from .compiler import compile_graph
         from .errors import TuningWarning
         from .autotune.tuner import tune_in_process, tune_traced, tuned_before
+        # in the foreground, a function that does not trace fails its call with its own error, as it would
+        # without tuning (not with a TuningWarning first, then the error of a second trace)
+        traced = None if swap else self._trace(leaves, tree, statics)
         try:
-            graph, layouts, finish = self._trace(leaves, tree, statics)
+            graph, layouts, finish = traced or self._trace(leaves, tree, statics)
             if tuned_before(graph, layouts):
                 return
             arrays = [a if type(a) is np.ndarray else np.asarray(a) for a in leaves]
@@ -490,7 +496,8 @@ def jit(fun=None, *, static_argnums=(), static_argnames=(), cache=True, tune=Non
     tune: autotune each new signature on its first call, unless tuning records already cover its kernels:
     True (256 trials), a trial count, or {"trials": n, "timeout": seconds, "background": bool}; background
     returns at once with the default schedules and swaps in the tuned program when tuning ends. Default:
-    the JITENSOR_TUNE environment variable (unset: off).
+    the JITENSOR_TUNE environment variable (unset: off). A tune value, or a JITENSOR_TUNE, that cannot be
+    read raises ArgumentError here, when the function is decorated.
     """
     if fun is None:
         return lambda f: jit(f, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache,

@@ -141,6 +141,8 @@ def schedule_kernels(kernels, target, store=None) -> list:
         wk = workload_key(k)
         rec = store.best(wk, _target_key(target)) if store is not None else None
         sk = _apply_record(k, rec) if rec is not None and not rec.default else None
+        if sk is None and rec is not None and not rec.default:  # the best record does not apply
+            sk = dataclasses.replace(default_schedule(k, target), origin=_not_applied(rec))
         out.append(dataclasses.replace(sk or default_schedule(k, target), workload=wk))
     return out
 
@@ -184,11 +186,24 @@ def _origin(rec) -> str:
     return f"record {rec.id}"
 
 
+def _not_applied(rec) -> str:
+    """The origin of a default schedule taken because the best record, `rec`, does not apply: `schedule_tag`
+    makes it "default/<digest of rec's steps>", which `_schedules_current` takes as current while `rec` is
+    still the best (else every process would recompile the program, its disk entry never current)."""
+    from .loop.workload import steps_digest
+    return f"default, record {rec.id} does not apply [{steps_digest(list(rec.steps))}]"
+
+
 def schedule_tag(k) -> str:
-    """What the disk cache compares on a hit: "default", or the digest of the record's steps."""
+    """What the disk cache compares on a hit: "default", the digest of the record's steps, or "default/<digest>"
+    for the default taken in place of a record that does not apply (`_not_applied`)."""
     from .loop.primitives import to_json
     from .loop.workload import steps_digest
-    return "default" if k.origin in ("", "default") else steps_digest(to_json(k.steps))
+    if k.origin in ("", "default"):
+        return "default"
+    if k.origin.startswith("default, record"):
+        return "default/" + k.origin[k.origin.rindex("[") + 1:-1]
+    return steps_digest(to_json(k.steps))
 
 
 def launch_of(k, i: int, target) -> Launch:
@@ -309,11 +324,13 @@ def _schedules_current(m: Manifest, target) -> bool:
     from .runtime.diskcache import default_cache_dir
     best = best_steps(store_path(default_cache_dir()), [k.workload for k in m.kernels], _target_key(target))
     if best is None:
-        return all(k.schedule == "default" for k in m.kernels)
+        return all(k.schedule.split("/")[0] == "default" for k in m.kernels)
     from .loop.workload import steps_digest
     for k in m.kernels:
         rec = best.get(k.workload)
-        if k.schedule != ("default" if rec is None or rec[1] else steps_digest(rec[0])):
+        want = "default" if rec is None or rec[1] else steps_digest(rec[0])
+        if k.schedule != want and not (k.schedule.startswith("default/") and  # the default, for a record that
+                                       (want == "default" or k.schedule == "default/" + want)):  # did not apply
             return False
     return True
 

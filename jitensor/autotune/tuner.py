@@ -102,15 +102,19 @@ class _Task:
 
 def tune(fn, *args, trials: int = 256, timeout: float | None = None, seed: int = 0, records=None,
          strategy: str = "thompson", early_stop: int | None = 64, batch: int = 8, progress=None,
-         min_share: float = 0.01, **kwargs) -> Report:
+         min_share: float = 0.01, measurer: dict | None = None, **kwargs) -> Report:
     """Search schedules for the kernels of `fn(*args, **kwargs)` and store the measurements as tuning records.
 
     trials: the budget over all kernels (each kernel's default measurement counts as one); timeout: seconds,
-    checked between rounds; seed: the search order (the same seed, function and arguments try the same
-    schedules); records: a RecordStore or a path (default: the store beside the kernel cache); strategy:
-    "thompson" (default), "greedy", "epsilon" or "random"; early_stop: a kernel is dropped after this many
-    trials without a 1% gain; progress: a bar on stderr (default: when stderr is a terminal); min_share:
-    kernels below this share of the program's default time keep their default schedule.
+    checked between rounds; seed: the search's random choices (a kernel's first batch of candidates is
+    random, so the same seed, function and arguments try the same schedules first; later batches follow
+    the cost model fitted to the measured times, and the budget goes to the kernels whose measured gains
+    are largest, so these need not repeat); records: a RecordStore or a path (default: the store beside
+    the kernel cache); strategy: "thompson" (default), "greedy", "epsilon" or "random"; early_stop: a
+    kernel is dropped after this many trials without a 1% gain; progress: a bar on stderr (default: when
+    stderr is a terminal); min_share: kernels below this share of the program's default time keep their
+    default schedule; measurer (for tests and tools): keyword arguments of the worker's `measure.Measurer`
+    (timeout=, repeats=, sample_seconds=, command= to run another worker program).
     Returns a Report (print it for a table). Ctrl-C stops the search; every trial measured so far is kept.
     """
     from ..api import JitFunction, jit
@@ -118,7 +122,7 @@ def tune(fn, *args, trials: int = 256, timeout: float | None = None, seed: int =
     graph, layouts, arrays = jf._traced(args, kwargs)
     report = tune_traced(_name(jf), graph, layouts, arrays, trials=trials, timeout=timeout, seed=seed, records=records,
                          strategy=strategy, early_stop=early_stop, batch=batch, progress=progress,
-                         min_share=min_share)
+                         min_share=min_share, measurer=measurer)
     jf.cache_clear()  # this process's next call compiles with the records
     return report
 
@@ -128,7 +132,7 @@ def _name(jf) -> str:
 
 
 def tune_traced(name, graph, layouts, arrays, *, trials=256, timeout=None, seed=0, records=None, strategy="thompson",
-                early_stop=64, batch=8, progress=None, min_share=0.01) -> Report:
+                early_stop=64, batch=8, progress=None, min_share=0.01, measurer=None) -> Report:
     """`tune` of a function (named `name` in reports) already traced for its arguments (lazy tuning)."""
     from ..target import host
     from .measure import Measurer
@@ -137,7 +141,7 @@ def tune_traced(name, graph, layouts, arrays, *, trials=256, timeout=None, seed=
     target = host()
     tasks = _tasks(graph, layouts, arrays, target)
     bar = _Progress(name, trials, progress)
-    measurer = Measurer()
+    measurer = Measurer(**(measurer or {}))
     report = Report(name, [t.result for t in tasks], 0.0, 0)
     interrupted = False
     try:
@@ -252,8 +256,8 @@ def _search(tasks, measurer, store, target, trials, timeout, seed, strategy, ear
         _take(t, res, time.perf_counter() - t0)
     total = sum((t.result.default or 0) * t.repeats for t in tasks) or 1.0
     for t in tasks:
-        if t.result.default is None:
-            t.result.skipped = "default failed"
+        if t.result.default is None:  # (not measured: the budget ran out on the defaults of the kernels before)
+            t.result.skipped = "default failed" if t.result.trials else "no trials left"
         elif t.result.default * t.repeats < min_share * total:
             t.result.skipped = "small"
         elif len(t.space) <= 1:
@@ -380,40 +384,64 @@ def _clock(s: float) -> str:
 
 def env_budget() -> dict | None:
     """JITENSOR_TUNE: unset, "" or "0": off; "1": on with the defaults; an int: that many trials; or
-    comma-separated key=value (trials=, timeout=, background=) e.g. "trials=64,background=1"."""
+    comma-separated key=value (trials=, timeout=, background=) e.g. "trials=64,background=1".
+    A value it cannot read raises ValueError (`jit` turns it into an ArgumentError naming the variable)."""
     v = os.environ.get("JITENSOR_TUNE", "").strip()
     if v in ("", "0", "off", "false", "no"):
         return None
     return parse_budget(v)
 
 
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
 def parse_budget(v) -> dict:
-    """A `jit(tune=...)` value or JITENSOR_TUNE string -> {"trials", "timeout", "background"}."""
+    """A `jit(tune=...)` value or JITENSOR_TUNE string -> {"trials", "timeout", "background"}; ValueError
+    for anything else (an unknown option, trials not an integer >= 0, timeout not a number > 0)."""
     out = {"trials": 256, "timeout": None, "background": False}
-    if v is True or v in ("1", "on", "true", "yes"):
+    if v is True or v in _TRUE:
         return out
     if isinstance(v, bool) or v is None:
         raise ValueError(f"tune must be True, a trial count, or a dict, got {v!r}")
     if isinstance(v, int):
-        return dict(out, trials=v)
+        return _checked_budget(dict(out, trials=v))
     if isinstance(v, dict):
         bad = set(v) - set(out)
         if bad:
             raise ValueError(f"unknown tuning option(s) {sorted(bad)} (options: trials, timeout, background)")
-        return dict(out, **v)
+        return _checked_budget(dict(out, **v))
     if isinstance(v, str):
-        if v.isdigit():
+        if v.strip().isdigit():
             return dict(out, trials=int(v))
         d = {}
         for part in v.split(","):
             k, _, x = part.partition("=")
-            k = k.strip()
+            k, x = k.strip(), x.strip().lower()
             if k not in out or not x:
-                raise ValueError(f"JITENSOR_TUNE: cannot read {part!r} (e.g. 64, or trials=64,timeout=60,background=1)")
-            d[k] = x.strip().lower() in ("1", "true", "yes", "on") if k == "background" else float(x) \
-                if k == "timeout" else int(x)
-        return dict(out, **d)
+                raise ValueError(f"cannot read {part!r} (e.g. 64, or trials=64,timeout=60,background=1)")
+            try:
+                if k == "background":
+                    if x not in _TRUE + _FALSE:
+                        raise ValueError
+                    d[k] = x in _TRUE
+                else:
+                    d[k] = float(x) if k == "timeout" else int(x)
+            except ValueError:
+                raise ValueError(f"cannot read {part!r}: {k} must be "
+                                 f"{dict(trials='an integer', timeout='seconds', background='0 or 1')[k]}") from None
+        return _checked_budget(dict(out, **d))
     raise ValueError(f"tune must be True, a trial count, or a dict, got {v!r}")
+
+
+def _checked_budget(b: dict) -> dict:
+    t, s = b["trials"], b["timeout"]
+    if isinstance(t, bool) or not isinstance(t, int) or t < 0:
+        raise ValueError(f"trials must be an integer >= 0, got {t!r}")
+    if s is not None and (isinstance(s, bool) or not isinstance(s, (int, float)) or not s > 0):
+        raise ValueError(f"timeout must be a number of seconds > 0 or None, got {s!r}")
+    if not isinstance(b["background"], bool):
+        raise ValueError(f"background must be True or False, got {b['background']!r}")
+    return b
 
 
 def tune_in_process(name, graph, layouts, arrays, **opts) -> Report:
