@@ -151,10 +151,10 @@ def tune_traced(name, graph, layouts, arrays, *, trials=256, timeout=None, seed=
         interrupted = True
     finally:
         measurer.close()
-        bar.close()
     report.trials = sum(t.result.trials for t in tasks)
     report.seconds = time.perf_counter() - t_start
     report.interrupted = interrupted
+    bar.close(report)
     if interrupted:
         raise KeyboardInterrupt
     return report
@@ -371,9 +371,9 @@ class _Progress:
                          f"{kernel}: best {sp} over default, ~{_clock(left)} left   ")
         sys.stderr.flush()
 
-    def close(self):
+    def close(self, report=None):
         if self.on:
-            sys.stderr.write("\n")
+            sys.stderr.write("\n" + (f"{report}\n" if report is not None else ""))  # the summary table
             sys.stderr.flush()
 
 

@@ -251,15 +251,21 @@ def _deep(levels: int) -> Kernel:
     return Kernel("deep", bufs, For("i", 64, Seq((Store("y", idx, e), Store("y", Var("i"), e)))), ("y",))
 
 
-def test_linear_on_a_deep_dag():
+def test_linear_on_a_deep_dag(monkeypatch):
     # (asserts compare plain numbers: pytest's report of a failed assert would print the 2**200-path tree)
+    import jitensor.autotune.features as F
     k = _deep(200)
-    t = time.perf_counter()
+    calls = [0]
+    info = F._info
+
+    def counted(e, memo):
+        calls[0] += 1
+        return info(e, memo)
+    monkeypatch.setattr(F, "_info", counted)
     x = features(k)
     d = fd(k)
     kind = kind_of(k)
-    took = time.perf_counter() - t
-    assert took < 0.5
+    assert 0 < calls[0] < 10_000  # each of the ~400 distinct nodes analysed a few times, not once per path (2**200)
     assert bool(np.isfinite(x).all())
     assert (d["hot_add"], d["hot_load"], d["hot_store"], d["hot_idx"]) == (200, 1, 2, 201)
     # the two stores share their value: counted once per iteration of the loop body (as the code computes it),
@@ -335,14 +341,3 @@ def test_schedule_moves_reuse_distance():
     assert after["invariant"] == 1 and before["contiguous"] == 1
 
 
-def test_cost_per_kernel():
-    ks = [scheduled(c) for c in ("ew", "transpose", "softmax", "matmul")] + [lowered("imatmul")]
-    for k in ks:
-        features(k)
-    n = 20
-    t = time.perf_counter()
-    for _ in range(n):
-        for k in ks:
-            features(k)
-    per = (time.perf_counter() - t) / (n * len(ks))
-    assert per < 0.02  # well under a millisecond on an idle core; generous for a loaded test machine

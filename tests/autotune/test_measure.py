@@ -70,7 +70,7 @@ def test_candidates_are_timed_and_checked():
 def test_a_crash_a_hang_and_a_wrong_result_cost_one_trial_each(fn, args):
     (k, task), = tasks_of(fn, *args)[:1]
     steps = default_steps(task.kernel, host())
-    m = M.Measurer(timeout=5, repeats=2, sample_seconds=0.001, command=FAULTY)
+    m = M.Measurer(timeout=3, repeats=2, sample_seconds=0.001, command=FAULTY)
     m.add(0, task)
     try:
         costs, err = m.measure(0, to_json(with_grain(steps, 7771)))

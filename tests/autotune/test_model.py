@@ -93,12 +93,3 @@ def test_scores_are_centred(data):
     assert abs(m.predict(X).mean()) < 1e-6
 
 
-@pytest.mark.slow
-def test_ensemble_refit_500x100_is_cheap():
-    rng = np.random.default_rng(0)
-    X = rng.normal(size=(500, 100)).astype(np.float32)
-    y = np.exp(X[:, 0] * X[:, 1] + 0.05 * rng.normal(size=500))
-    Ensemble(2).fit(X[:50], y[:50])  # load the library
-    t = time.perf_counter()
-    Ensemble(8).fit(X, y)
-    assert time.perf_counter() - t < 0.5
