@@ -12,10 +12,14 @@ import os
 import re
 
 FILENAME = "records.sqlite"
-# (records.RecordStore.best: the lowest median cost, the default schedule's among equal costs, else the oldest)
-BEST_SQL = ("SELECT steps, is_default FROM records WHERE workload = ?1 AND target = ?2 AND cost = "
-            "(SELECT min(cost) FROM records WHERE workload = ?1 AND target = ?2) "
-            "ORDER BY is_default DESC, timestamp, id LIMIT 1")
+# The best record of a workload (records.RecordStore.best reads the same rows): per schedule (steps), its latest
+# ok measurement, which supersedes earlier ones (the tuner re-measures its finalists); among those the lowest
+# cost, the default schedule's among equal costs, else the oldest.
+LATEST_OK = ("FROM records AS r WHERE workload = ?1 AND target = ?2 AND cost IS NOT NULL AND NOT EXISTS "
+             "(SELECT 1 FROM records AS q WHERE q.workload = ?1 AND q.target = ?2 AND q.steps = r.steps "
+             "AND q.cost IS NOT NULL AND q.id > r.id)")
+BEST_ORDER = "ORDER BY cost, is_default DESC, timestamp, id LIMIT 1"
+BEST_SQL = f"SELECT steps, is_default {LATEST_OK} {BEST_ORDER}"
 
 
 def target_key(target) -> str:

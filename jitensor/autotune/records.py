@@ -79,7 +79,7 @@ import warnings
 from dataclasses import dataclass, field
 
 from jitensor.errors import RecordWarning
-from jitensor.autotune.lookup import FILENAME, target_key  # noqa: F401 (part of this module's API)
+from jitensor.autotune.lookup import BEST_ORDER, FILENAME, LATEST_OK, target_key  # noqa: F401 (part of this module's API)
 from jitensor.runtime.diskcache import default_cache_dir
 
 try:  # POSIX only; without it moving a corrupt file aside is unlocked (a concurrent mover may drop a batch)
@@ -111,6 +111,7 @@ _SCHEMA = (
         features   TEXT    NOT NULL DEFAULT '[]'
     )""",
     "CREATE INDEX records_by_cost ON records (workload, target, cost)",
+    "CREATE INDEX records_by_steps ON records (workload, target, steps, id)",
     "CREATE INDEX records_defaults ON records (workload, target, timestamp) WHERE is_default = 1",
     "CREATE INDEX records_by_kind ON records (kind)",
 )
@@ -582,11 +583,11 @@ class RecordStore:
     # -- reading -----------------------------------------------------------------------------
 
     def best(self, workload: str, target: str) -> Record | None:
-        """The ok record of `workload` on exactly `target` with the lowest median cost; among equal costs
-        the default schedule's, else the oldest. None when there is none (or no readable store)."""
-        sql = (f"SELECT {_COLUMNS} FROM records WHERE workload = ?1 AND target = ?2 AND cost = "
-               f"(SELECT min(cost) FROM records WHERE workload = ?1 AND target = ?2) "
-               f"ORDER BY is_default DESC, timestamp, id LIMIT 1")
+        """The ok record of `workload` on exactly `target` with the lowest median cost, counting for each
+        schedule (steps) only its latest ok measurement (a re-measurement supersedes a lucky earlier one);
+        among equal costs the default schedule's, else the oldest. None when there is none (or no readable
+        store)."""
+        sql = f"SELECT {_COLUMNS} {LATEST_OK} {BEST_ORDER}"
         target = target_key(target)
         return self._read(lambda conn: _first(conn.execute(sql, (workload, target))), None)
 

@@ -435,3 +435,16 @@ def test_open_and_best_in_a_fresh_process(tmp_path):
     runs = [tuple(map(float, _run(code).split())) for _ in range(3)]
     hit, miss = min(r[0] for r in runs), min(r[1] for r in runs)
     print(f"fresh process: open + best() {hit:.3f} ms with 2000 records; without a file {miss:.3f} ms")
+
+
+def test_a_later_measurement_of_a_schedule_supersedes_an_earlier_one(tmp_path):
+    """The tuner re-measures its finalists: a schedule's latest ok measurement is the one that counts."""
+    s = RecordStore(str(tmp_path / "records.sqlite"))
+    lucky = [{**SPLIT, "factor": 4}]
+    s.add(rec(W1, costs=(2e-3,), steps=[{**SPLIT, "factor": 2}], default=True))
+    s.add(rec(W1, costs=(1e-3,), steps=lucky))
+    assert s.best(W1, T).steps == tuple(lucky)
+    s.add(rec(W1, costs=(3e-3,), steps=lucky))  # confirmed slower than the default after all
+    assert s.best(W1, T).default
+    s.add(rec(W1, costs=(9e-3,), steps=lucky, error="timeout"))  # a failed re-measurement changes nothing
+    assert s.best(W1, T).default
