@@ -180,7 +180,8 @@ def _apply_record(k, rec):
 
 
 def _origin(rec) -> str:
-    default = _records().default_record(rec.workload, rec.target) if _records() is not None else None
+    store = _records()
+    default = store.default_record(rec.workload, rec.target) if store is not None else None
     if default is not None and default.cost and rec.cost:
         return f"record {rec.id}, {default.cost / rec.cost:.2f}x over default"
     return f"record {rec.id}"

@@ -96,7 +96,6 @@ def space_for(kernel, target) -> Space:
     alternatives. Its default point is the default schedule (steps equal to `default_steps`)."""
     from ..loop.primitives import TemplateKnobs
     from ..loop.schedule import default_steps
-    from ..loop import templates
     steps = default_steps(kernel, target)
     if kernel.template is not None:
         (st,) = steps
