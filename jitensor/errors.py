@@ -56,6 +56,11 @@ class CompileError(JitensorError):
     """Code generation or LLVM compilation failed: always a jitensor bug, reported with the kernel."""
 
 
+class OnnxError(JitensorError):
+    """An ONNX model that cannot be read, checked or imported (malformed, truncated, unsupported ops or
+    types, inputs that do not match the model), or a compiled model artifact that is damaged or foreign."""
+
+
 class CacheError(JitensorError):
     """The on-disk kernel cache is unusable (corrupt entry, unsafe directory); never raised into a user's call."""
 

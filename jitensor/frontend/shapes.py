@@ -36,6 +36,22 @@ def reshape(a, *shape, order="C", newshape=None, copy=None):
     return wrap(ops.reshape(x.node, _reshape_args(shape, x.size), user_frame()), view_of=x)
 
 
+@implements(np.shape)
+def shape(a):  # shapes are static: known at trace time, plain Python ints
+    return asarray_t(a).shape
+
+
+@implements(np.ndim)
+def ndim(a):
+    return asarray_t(a).ndim
+
+
+@implements(np.size)
+def size(a, axis=None):
+    x = asarray_t(a)
+    return x.size if axis is None else x.shape[norm_axis(axis, x.ndim)]
+
+
 @implements(np.ravel)
 def ravel(a, order="C"):
     return reshape(a, -1, order=order)

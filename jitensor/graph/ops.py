@@ -53,7 +53,7 @@ def const(value, dtype=None, where=None) -> Node:
     a = np.asarray(value, dtype=dtype)
     if a.dtype not in _supported():
         raise DTypeError(f"constant of dtype {a.dtype} is not supported", where=where)
-    return Node("const", (), make_attrs(value=ConstValue(a)), _t(a.shape, a.dtype), where)
+    return Node("const", (), make_attrs(value=ConstValue.of(a)), _t(a.shape, a.dtype), where)
 
 
 def _supported():
