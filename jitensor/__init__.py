@@ -7,7 +7,7 @@
 __version__ = "0.1.0"
 
 from . import cache, errors  # noqa: E402
-from .api import explain, jit  # noqa: E402
+from .api import explain, jit, trace  # noqa: E402
 from .target import Target  # noqa: E402
 
 
@@ -19,4 +19,11 @@ def tune(fn, *args, **kwargs):
     return _tune(fn, *args, **kwargs)
 
 
-__all__ = ["jit", "explain", "tune", "errors", "cache", "Target", "__version__"]
+def __getattr__(name):  # `jitensor.onnx` imports onnx (~0.5 s) only when used
+    if name == "onnx":
+        import importlib
+        return importlib.import_module(".onnx", __name__)
+    raise AttributeError(f"module 'jitensor' has no attribute '{name}'")
+
+
+__all__ = ["jit", "explain", "trace", "tune", "errors", "cache", "onnx", "Target", "__version__"]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ArgumentError, DTypeError, JitensorError
+from .errors import ArgumentError, DTypeError
 from .frontend.trace import Tracer
 from .graph import ops
 from .graph.ir import SUPPORTED_DTYPES, Graph
@@ -513,11 +513,22 @@ def jit(fun=None, *, static_argnums=(), static_argnames=(), cache=True, tune=Non
     return JitFunction(fun, static_argnums=static_argnums, static_argnames=static_argnames, cache=cache, tune=tune)
 
 
+def trace(fun, *args, **kwargs):
+    """The graph IR of `fun(*args, **kwargs)`: the tracing entry point both frontends share (a `@jit`
+    function, a plain function, or an ONNX model from `jitensor.onnx.load`). Arguments are arrays or
+    Python scalars as for a call; nothing is compiled. `print(graph)` shows it."""
+    f = getattr(fun, "_jit", fun)  # an OnnxFunction traces through its jitted graph runner
+    if hasattr(fun, "check_inputs"):
+        args = fun.check_inputs(fun._bind(args, kwargs))
+        kwargs = {}
+    f = f if isinstance(f, JitFunction) else JitFunction(f, cache=False)
+    graph, _, _ = f._traced(args, kwargs)
+    return graph
+
+
 def explain(fun, *args, what=("graph", "fused", "loop", "llvm"), **kwargs) -> str:
     """Every stage of compiling `fun` for these arguments, as text (graph, fused groups, loop IR, LLVM IR)."""
+    if hasattr(fun, "check_inputs"):  # an ONNX model: its inputs bind by ONNX name and are checked
+        return fun.lower(*args, **kwargs).dump(tuple(what))
     jf = fun if isinstance(fun, JitFunction) else JitFunction(fun)
-    try:
-        c = jf.lower(*args, **kwargs)
-    except JitensorError:
-        raise
-    return c.dump(tuple(what))
+    return jf.lower(*args, **kwargs).dump(tuple(what))

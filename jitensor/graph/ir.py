@@ -63,7 +63,7 @@ class ConstValue:
         cv = cls.__new__(cls)
         cv.array = array
         cv._digest = hashlib.sha256(array.dtype.str.encode() + str(array.shape).encode() + array.tobytes()).hexdigest()
-        _FROZEN[id(array)] = (weakref.ref(array, lambda _, k=id(array): _FROZEN.pop(k, None)), cv)
+        _FROZEN[id(array)] = (weakref.ref(array, lambda _, k=id(array), pop=_FROZEN.pop: pop(k, None)), cv)
         return cv
 
     def __eq__(self, other):
