@@ -113,6 +113,15 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
             if len(ks) == 1 and ks[0].op not in ("matmul", "cumsum") and not (ks[0].op == "reduce" and not _trailing(ks[0])):
                 mat.discard(id(n))
                 row_local.add(id(n))
+    # arithmetic feeding a matmul gets a buffer (the template reads each element many times); decided before
+    # epilogues, so that the matmul before an activation that feeds the next matmul (an MLP's
+    # matmul -> bias -> relu -> matmul) sees that kernel as its consumer and takes bias and relu as epilogue
+    for n in order:
+        if n.op == "matmul":
+            for o in n.inputs:
+                if (o.op not in ("input", "const", "matmul") and id(o) not in mat and id(o) not in row_local
+                        and any(ops.kind(m) == "elementwise" for m in _inlined_tree(o, mat))):
+                    mat.add(id(o))
     # a matmul read by one elementwise kernel of its own shape and dtype is computed there: the kernel's
     # elementwise work (bias, activation) runs on each finished tile while it is in registers
     epilogue = []
