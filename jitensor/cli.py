@@ -1,8 +1,9 @@
 """The ``jitensor`` command line (also ``python -m jitensor.cli``).
 
 Each subcommand is registered in SUBCOMMANDS as name -> (add_arguments, run): `add_arguments`
-receives its argparse sub-parser, `run(args)` returns the exit status. To add ``compile``,
-``tune`` or ``run``, write those two functions and add a line to the dict.
+receives its argparse sub-parser, `run(args)` returns the exit status. ``compile``, ``tune`` and ``run``
+(ONNX models; jitensor/onnx/cli.py) are registered through `_onnx`, which imports their module only when
+one of them is chosen.
 
 Keep this module's imports to the standard library: heavy modules (llvmlite, the compiler) are
 imported inside the `run` functions that need them, so that ``jitensor cache info`` starts fast.
@@ -292,11 +293,37 @@ def _records_run(args) -> int:
     return rc
 
 
+# ----------------------------------------------------------------------------- jitensor compile | tune | run
+
+
+def _onnx(name: str) -> tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int]]:
+    """The ONNX subcommands live in jitensor/onnx/cli.py; importing it loads jitensor.onnx, so it is imported
+    only when one of them is chosen: their arguments are added when their sub-parser first parses."""
+    def add_arguments(p: argparse.ArgumentParser) -> None:
+        parse = p.parse_known_args
+
+        def parse_known_args(args=None, namespace=None):
+            if not getattr(p, "_jitensor_loaded", False):
+                p._jitensor_loaded = True
+                from jitensor.onnx import cli as onnx_cli
+                getattr(onnx_cli, f"{name}_arguments")(p)
+            return parse(args, namespace)
+        p.parse_known_args = parse_known_args
+
+    def run(args: argparse.Namespace) -> int:
+        from jitensor.onnx import cli as onnx_cli
+        return getattr(onnx_cli, f"{name}_run")(args)
+    return add_arguments, run
+
+
 # ----------------------------------------------------------------------------- main
 
 SUBCOMMANDS: dict[str, tuple[Callable[[argparse.ArgumentParser], None], Callable[[argparse.Namespace], int], str]] = {
     "cache": (_cache_arguments, _cache_run, "inspect or clear the on-disk kernel cache"),
     "records": (_records_arguments, _records_run, "list, show, export, import or prune tuning records"),
+    "compile": (*_onnx("compile"), "compile an ONNX model into an artifact that `jitensor run` loads as is"),
+    "tune": (*_onnx("tune"), "tune an ONNX model's kernels and write the tuning records (JSON lines)"),
+    "run": (*_onnx("run"), "run a compiled ONNX model artifact on inputs from an .npz file"),
 }
 
 
