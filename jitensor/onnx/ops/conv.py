@@ -175,6 +175,8 @@ def conv_nd(ctx, x, w, b=None, *, group=1, strides, dil, pb, pe):
     out = [(padded[i] - (K[i] - 1) * dil[i] - 1) // strides[i] + 1 for i in range(ns)]
     if any(o < 1 for o in out):
         raise ctx.error(f"the kernel {list(K)} (dilations {dil}) is larger than the padded input {padded}")
+    # end padding past the last window is never read: drop it (a stride-2 SAME conv reads one row less)
+    pe = [min(pe[i], (out[i] - 1) * strides[i] + (K[i] - 1) * dil[i] + 1 - S[i] - pb[i]) for i in range(ns)]
     dt = dtype_of(x)
     if dtype_of(w) != dt:
         w = w.astype(dt)

@@ -36,7 +36,8 @@ def _window(ctx, x):
         if ceil and (o - 1) * strides[i] >= S[i] + pb[i]:  # a last window starting in the end padding is dropped
             o -= 1
         out.append(o)
-        extra.append(max(0, (o - 1) * strides[i] + span - (S[i] + pb[i] + pe[i])))
+        # past the explicit pads: the ceil_mode windows' extra (> 0), or padding no window reads (< 0)
+        extra.append((o - 1) * strides[i] + span - (S[i] + pb[i] + pe[i]))
     return K, strides, dil, pb, [p + e for p, e in zip(pe, extra)], out, pe
 
 
