@@ -89,6 +89,8 @@ CONV_2D = [
     (16, 24, 32, 30, 3, dict(strides=[1, 1], pads=[0, 1, 0, 1], dilations=[1, 2]), False),
     (16, 16, 28, 28, 3, dict(group=16, pads=[1, 1, 1, 1]), True),     # larger depthwise
     (3, 8, 33, 33, 7, dict(strides=[2, 2], pads=[3, 3, 3, 3]), True),  # a stem: 7x7 stride 2
+    (2, 3, 1, 2, 3, dict(pads=[1, 1, 1, 1], strides=[2, 2]), True),   # offsets that see only padding
+    (4, 4, 2, 1, 3, dict(group=4, pads=[1, 2, 1, 2], strides=[2, 2]), False),
 ]
 
 

@@ -97,6 +97,34 @@ def offset_slices(xp, first_axis, kernel, strides, dil, out):
         yield offs, xp[tuple(idx)]
 
 
+def shifted_slices(x, first_axis, kernel, strides, dil, out, pb, value=0):
+    """Like `offset_slices` of x padded by `pb` at the front (and as needed at the end) with `value`, but
+    each offset's slice is cut from x itself and only its own border is filled: no padded copy of x is
+    made, and every slice reads the input buffer directly (a fused consumer computes its borders)."""
+    nd = np.ndim(x)
+    S = np.shape(x)[first_axis:first_axis + len(kernel)]
+    for offs in itertools.product(*(range(k) for k in kernel)):
+        key, lo, hi = [slice(None)] * nd, [], []
+        empty = False
+        for i, o in enumerate(offs):
+            s, off = strides[i], o * dil[i] - pb[i]  # output position p reads input index p * s + off
+            first = max(0, -(-(-off) // s)) if off < 0 else 0  # first p with p * s + off >= 0
+            last = min(out[i], (S[i] - 1 - off) // s + 1) if S[i] - 1 - off >= 0 else 0  # end of the valid p
+            if last <= first:
+                empty = True
+                break
+            q0 = first * s + off
+            key[first_axis + i] = slice(q0, q0 + (last - first - 1) * s + 1, s)
+            lo.append(first)
+            hi.append(out[i] - last)
+        if empty:
+            shape = list(np.shape(x))
+            shape[first_axis:first_axis + len(out)] = out
+            yield offs, const_block(x, tuple(shape), value)
+            continue
+        yield offs, crop_pad(x[tuple(key)], list(range(first_axis, first_axis + len(out))), lo, hi, value)
+
+
 # an output row at least this wide gets one GEMM per row (the columns are then plain strided copies);
 # narrower outputs flatten the spatial dimensions into the GEMM's columns (measured: row GEMMs win from
 # 28 columns up on 3x3 convs, flat ones at 14 and below)
@@ -116,7 +144,9 @@ def materialize(x):
 
 def _gemm_conv(x, w, *, group, strides, dil, pb, pe, out):
     """Conv as GEMMs: the kernel offsets' strided slices of the padded input stacked offset-major (im2col),
-    times the weight viewed as (group, Mg, nk*Cg)."""
+    times the weight viewed as (group, Mg, nk*Cg). Wide outputs are laid out by rows, (N, group, *out[:-1],
+    nk*Cg, OW), one GEMM per output row, so each part is a copy of plain strided rows and the product comes
+    out as (..., Mg, OW), moved to NCHW by its consumer; narrow ones flatten the spatial dims (N, group, nk*Cg, P)."""
     xs, ws = np.shape(x), np.shape(w)
     N, M, Cg, K = xs[0], ws[0], ws[1], ws[2:]
     ns, Mg = len(out), ws[0] // group
@@ -129,9 +159,14 @@ def _gemm_conv(x, w, *, group, strides, dil, pb, pe, out):
         return np.reshape(y, (N, M) + tuple(out))
     row = ns > 1 and out[-1] >= ROW_MIN
     copy = nk > 1 or padded or not row
-    xp = crop_pad(x, list(range(2, 2 + ns)), pb, pe, 0)
     parts = []
-    for _, sl in offset_slices(xp, 2, K, strides, dil, out):
+    # strided, few offsets: each part fills its own border (measured faster than a padded copy of the input,
+    # which costs a full pass for an output s^2 times smaller); else one padded copy that every part reads
+    if any(s > 1 for s in strides) and nk <= 9:
+        slices = shifted_slices(x, 2, K, strides, dil, out, pb)
+    else:
+        slices = offset_slices(crop_pad(x, list(range(2, 2 + ns)), pb, pe, 0), 2, K, strides, dil, out)
+    for _, sl in slices:
         v = np.reshape(sl, (N, group, Cg) + tuple(out))
         if row:
             v = np.moveaxis(v, 2, -2)  # (N, group, *out[:-1], Cg, OW)
@@ -154,10 +189,13 @@ def _depthwise_conv(x, w, *, group, strides, dil, pb, pe, out):
     N, M, K = xs[0], ws[0], ws[2:]
     ns, Mg = len(out), M // group
     nk = int(np.prod(K, dtype=np.int64))
-    xp = crop_pad(x, list(range(2, 2 + ns)), pb, pe, 0)
     wk = np.reshape(w, (group, Mg, nk))
     y = None
-    for j, (_, sl) in enumerate(offset_slices(xp, 2, K, strides, dil, out)):
+    if all(s == 1 for s in strides):  # one padded copy, read by every offset (cheaper than 9 borders each)
+        slices = offset_slices(crop_pad(x, list(range(2, 2 + ns)), pb, pe, 0), 2, K, strides, dil, out)
+    else:  # strided: the output is smaller than the input, and each slice fills its own border
+        slices = shifted_slices(x, 2, K, strides, dil, out, pb)
+    for j, (_, sl) in enumerate(slices):
         term = np.reshape(sl, (N, group, 1) + tuple(out)) * np.reshape(wk[:, :, j], (group, Mg) + (1,) * ns)
         y = term if y is None else y + term
     return np.reshape(y, (N, M) + tuple(out))

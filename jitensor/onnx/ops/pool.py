@@ -11,7 +11,7 @@ import numpy as np
 
 from ..registry import converter
 from .common import dtype_of
-from .conv import crop_pad, offset_slices, window_params
+from .conv import crop_pad, offset_slices, shifted_slices, window_params
 
 
 def _lowest(dt):
@@ -53,9 +53,14 @@ def max_pool(ctx, x):
     if ctx.n_outputs > 1:
         raise ctx.unsupported("MaxPool's Indices output")
     K, strides, dil, pb, pe, out, _ = _window(ctx, x)
-    dt = dtype_of(x)
-    xp = crop_pad(x, list(range(2, np.ndim(x))), pb, pe, _lowest(dt))
-    return _fold(xp, K, strides, dil, out, np.maximum)
+    low = _lowest(dtype_of(x))
+    if all(s == 1 for s in strides):  # one padded copy read by every offset
+        xp = crop_pad(x, list(range(2, np.ndim(x))), pb, pe, low)
+        return _fold(xp, K, strides, dil, out, np.maximum)
+    y = None  # strided: the output is smaller than the input, and each offset's slice fills its own border
+    for _, sl in shifted_slices(x, 2, K, strides, dil, out, pb, low):
+        y = sl if y is None else np.maximum(y, sl)
+    return y
 
 
 def _counts(S, K, strides, dil, pb, pe, pe_explicit, include_pad):
