@@ -142,7 +142,7 @@ def materialize(x):
     return x + np.zeros((), dtype=dtype_of(x))
 
 
-def _gemm_conv(x, w, *, group, strides, dil, pb, pe, out):
+def _gemm_conv(x, w, b, *, group, strides, dil, pb, pe, out):
     """Conv as GEMMs: the kernel offsets' strided slices of the padded input stacked offset-major (im2col),
     times the weight viewed as (group, Mg, nk*Cg). Wide outputs are laid out by rows, (N, group, *out[:-1],
     nk*Cg, OW), one GEMM per output row, so each part is a copy of plain strided rows and the product comes
@@ -156,6 +156,8 @@ def _gemm_conv(x, w, *, group, strides, dil, pb, pe, out):
     wm = np.reshape(np.swapaxes(np.reshape(w, (group, Mg, Cg, nk)), 2, 3), (group, Mg, nk * Cg))
     if nk == 1 and not padded and all(s == 1 for s in strides):  # 1x1: the input is already the columns
         y = np.matmul(wm, np.reshape(x, (N, group, Cg, P)))
+        if b is not None:  # in the product's own shape: the GEMM's epilogue
+            y = y + np.reshape(b, (group, Mg, 1))
         return np.reshape(y, (N, M) + tuple(out))
     row = ns > 1 and out[-1] >= ROW_MIN
     copy = nk > 1 or padded or not row
@@ -176,9 +178,13 @@ def _gemm_conv(x, w, *, group, strides, dil, pb, pe, out):
     cols = np.concatenate(parts, axis=-2) if len(parts) > 1 else parts[0]
     if row:
         y = np.matmul(np.reshape(wm, (group,) + (1,) * (ns - 1) + (Mg, nk * Cg)), cols)
+        if b is not None:
+            y = y + np.reshape(b, (group,) + (1,) * (ns - 1) + (Mg, 1))
         y = np.moveaxis(y, -2, 2)  # (N, group, Mg, *out)
     else:
         y = np.matmul(wm, cols)
+        if b is not None:
+            y = y + np.reshape(b, (group, Mg, 1))
     return np.reshape(y, (N, M) + tuple(out))
 
 
@@ -220,10 +226,12 @@ def conv_nd(ctx, x, w, b=None, *, group=1, strides, dil, pb, pe):
         w = w.astype(dt)
     kw = dict(group=group, strides=strides, dil=dil, pb=pb, pe=pe, out=out)
     nk = int(np.prod(K, dtype=np.int64))
-    y = _depthwise_conv(x, w, **kw) if Cg == 1 and nk > 1 else _gemm_conv(x, w, **kw)
-    if b is not None:
-        y = y + np.reshape(b.astype(dt) if dtype_of(b) != dt else b, (M,) + (1,) * ns)
-    return y
+    if b is not None and dtype_of(b) != dt:
+        b = b.astype(dt)
+    if Cg > 1 or nk == 1:
+        return _gemm_conv(x, w, b, **kw)  # (adds the bias to the product before it is reshaped: an epilogue)
+    y = _depthwise_conv(x, w, **kw)
+    return y if b is None else y + np.reshape(b, (M,) + (1,) * ns)
 
 
 def _kernel(ctx, w):

@@ -295,6 +295,11 @@ def resize_v11(ctx, x, roi=None, scales=None, sizes=None):
     return _resize(ctx, x, roi, scales, sizes)
 
 
+@converter("Upsample", since=7)
+def upsample_v7(ctx, x):
+    return _resize(ctx, x, None, np.asarray(ctx.attr("scales"), np.float64), None)
+
+
 @converter("Upsample", since=9)
 def upsample(ctx, x, scales):
     return _resize(ctx, x, None, scales, None)
