@@ -89,6 +89,7 @@ CONV_2D = [
     (16, 24, 32, 30, 3, dict(strides=[1, 1], pads=[0, 1, 0, 1], dilations=[1, 2]), False),
     (16, 16, 28, 28, 3, dict(group=16, pads=[1, 1, 1, 1]), True),     # larger depthwise
     (3, 8, 20, 21, 7, dict(strides=[2, 2], pads=[3, 3, 3, 3]), True),  # a stem: 7x7 stride 2
+    (6, 8, 49, 50, 1, dict(strides=[2, 2]), True),                    # 1x1 strided, wide: row GEMMs on a view
     (2, 3, 1, 2, 3, dict(pads=[1, 1, 1, 1], strides=[2, 2]), True),   # offsets that see only padding
     (4, 4, 2, 1, 3, dict(group=4, pads=[1, 2, 1, 2], strides=[2, 2]), False),
 ]
@@ -256,6 +257,19 @@ def test_pad(mode, pads):
     check(model("Pad", x, consts, opset=19, mode=mode), x, ort=min(pads) < 0)  # the reference: no cropping
 
 
+def test_pad_int():
+    x = np.arange(24, dtype=np.int32).reshape(2, 3, 4)
+    for mode, value in (("constant", 7), ("reflect", None), ("edge", None)):
+        consts = [np.array([0, 2, 1, 0, 1, 3], np.int64)] + ([np.array(value, np.int32)] if value else [])
+        m = model("Pad", x.astype(F32), consts, opset=19, mode=mode)
+        m.graph.input[0].type.tensor_type.elem_type = TensorProto.INT32
+        m.graph.output[0].type.tensor_type.elem_type = TensorProto.INT32
+        want = ReferenceEvaluator(m).run(None, {"x": x})[0]
+        got = jitensor.onnx.compile(with_output_shapes(m, [want]))(x)
+        assert got.dtype == np.int32
+        np.testing.assert_array_equal(got, want)
+
+
 def test_pad_axes_and_old_opset():
     x = rnd(2, 3, 5, 6, dt=F64)
     check(model("Pad", x, [np.array([1, 2, 3, 0], np.int64), None, np.array([-1, 1], np.int64)], opset=18,
@@ -370,6 +384,14 @@ def test_batch_norm_and_softmax():
     check(model("BatchNormalization", x, bn, epsilon=1e-3), x)
     check(model("Softmax", x, axis=1), x)
     check(model("LogSoftmax", x, opset=11, axis=2), x, ort=True)  # the reference: not flattened before 13
+
+
+@pytest.mark.parametrize("axis", [-1, 1])
+def test_layer_norm(axis):
+    x = rnd(2, 3, 4, dt=F64)
+    shape = x.shape[axis:]
+    check(model("LayerNormalization", x, [rnd(*shape, dt=F64, seed=1), rnd(*shape, dt=F64, seed=2)], axis=axis,
+                epsilon=1e-3), x)
 
 
 # -- BatchNormalization folding --------------------------------------------------------------------------------
