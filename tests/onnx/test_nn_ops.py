@@ -118,6 +118,20 @@ def test_conv_1d_3d(dims, attrs):
     check(model("Conv", x, [w, rnd(M, seed=2)], **attrs), x)
 
 
+def test_depthwise_then_pointwise():
+    """A 1x1 conv reading a depthwise conv's (fused, shifted-slice) output takes the row layout."""
+    x = rnd(1, 8, 26, 26)
+    nodes = [helper.make_node("Conv", ["x", "Wd", "Bd"], ["d"], group=8, pads=[1, 1, 1, 1]),
+             helper.make_node("Clip", ["d", "lo", "hi"], ["r"]),
+             helper.make_node("Conv", ["r", "Wp"], ["y"])]
+    inits = [numpy_helper.from_array(rnd(8, 1, 3, 3, seed=1), "Wd"), numpy_helper.from_array(rnd(8, seed=2), "Bd"),
+             numpy_helper.from_array(np.array(0, F32), "lo"), numpy_helper.from_array(np.array(1, F32), "hi"),
+             numpy_helper.from_array(rnd(12, 8, 1, 1, seed=3), "Wp")]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, list(x.shape))],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 12, 26, 26])], inits)
+    check(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), x)
+
+
 def test_conv_without_kernel_shape_and_traced_weight():
     x, w = rnd(1, 3, 6, 6), rnd(4, 3, 3, 3, seed=1)
     check(model("Conv", x, [w]), x)

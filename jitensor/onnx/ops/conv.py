@@ -151,6 +151,26 @@ def materialize(x):
     return x + np.zeros((), dtype=dtype_of(x))
 
 
+def _reads_shifted(x, limit: int = 256) -> bool:
+    """Whether traced x is computed (not yet a buffer) from shifted or strided slices (a depthwise conv's
+    output, say). Flattening its spatial dims for a 1x1 conv's GEMM would then make the kernel that computes
+    it index (h, w) by division and remainder of h*W + w, which defeats vectorization; a row layout keeps w
+    the innermost, contiguous loop. (A look at the traced graph's nodes: ops that become buffers end it.)"""
+    node = getattr(x, "node", None)
+    if node is None:
+        return False
+    stack, seen = [node], set()
+    while stack and len(seen) < limit:
+        n = stack.pop()
+        if id(n) in seen or n.op in ("input", "const", "matmul", "reduce", "cumsum"):
+            continue
+        seen.add(id(n))
+        if n.op in ("slice", "concat", "gather"):
+            return True
+        stack.extend(n.inputs)
+    return False
+
+
 def _gemm_conv(x, w, b, *, group, strides, dil, pb, pe, out):
     """Conv as GEMMs: the kernel offsets' strided slices of the padded input stacked offset-major (im2col),
     times the weight viewed as (group, Mg, nk*Cg). Wide outputs are laid out by rows, (N, group, *out[:-1],
@@ -163,7 +183,9 @@ def _gemm_conv(x, w, b, *, group, strides, dil, pb, pe, out):
     P = int(np.prod(out, dtype=np.int64))
     padded = any(pb) or any(pe)
     wm = np.reshape(np.swapaxes(np.reshape(w, (group, Mg, Cg, nk)), 2, 3), (group, Mg, nk * Cg))
-    if nk == 1 and not padded and all(s == 1 for s in strides):  # 1x1: the input is already the columns
+    # 1x1: the input is already the columns (unless it is a fused expression over shifted slices, below)
+    if nk == 1 and not padded and all(s == 1 for s in strides) and not (
+            ns > 1 and out[-1] >= ROW_MIN and _reads_shifted(x)):
         y = np.matmul(wm, np.reshape(x, (N, group, Cg, P)))
         if b is not None:  # in the product's own shape: the GEMM's epilogue
             y = y + np.reshape(b, (group, Mg, 1))
