@@ -153,9 +153,10 @@ def materialize(x):
 
 def _reads_shifted(x, limit: int = 256) -> bool:
     """Whether traced x is computed (not yet a buffer) from shifted or strided slices (a depthwise conv's
-    output, say). Flattening its spatial dims for a 1x1 conv's GEMM would then make the kernel that computes
-    it index (h, w) by division and remainder of h*W + w, which defeats vectorization; a row layout keeps w
-    the innermost, contiguous loop. (A look at the traced graph's nodes: ops that become buffers end it.)"""
+    output, say) or transposes (a row-layout conv's output moved to NCHW). Flattening its spatial dims for
+    a 1x1 conv's GEMM would then make the kernel that computes it index (h, w) by division and remainder of
+    h*W + w, which defeats vectorization; a row layout keeps w the innermost, contiguous loop (and after a
+    row-layout conv, the two moves cancel). (A look at the traced graph: ops that become buffers end it.)"""
     node = getattr(x, "node", None)
     if node is None:
         return False
@@ -165,7 +166,7 @@ def _reads_shifted(x, limit: int = 256) -> bool:
         if id(n) in seen or n.op in ("input", "const", "matmul", "reduce", "cumsum"):
             continue
         seen.add(id(n))
-        if n.op in ("slice", "concat", "gather"):
+        if n.op in ("slice", "concat", "gather", "transpose"):
             return True
         stack.extend(n.inputs)
     return False
