@@ -3,7 +3,9 @@
 Formulation (written as numpy code, so it folds on constants and traces to graph IR otherwise):
 
 - a 1x1 convolution with stride 1 and no padding is one matmul of the weight (group, Mg, Cg) with the
-  input viewed as (N, group, Cg, H*W): no copy; the bias is added in the product's shape;
+  input viewed as (N, group, Cg, H*W): no copy; the bias is added in the product's shape. When the input
+  is a fused expression over shifted slices or a row-layout conv's output, it takes the row layout below
+  instead (see `_reads_shifted`);
 - a depthwise convolution (one input channel per group) is a sum over kernel offsets of shifted
   (strided) slices of the padded input times per-channel weights: elementwise, fused into one kernel;
 - any other convolution is im2col + GEMM: the kernel offsets' strided slices, stacked offset-major, times
