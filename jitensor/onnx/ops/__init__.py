@@ -1,2 +1,2 @@
 """Converters by op family; importing this package registers them all (see `onnx/registry.py`)."""
-from . import linalg, math, nn, reduce, tensor  # noqa: F401
+from . import conv, linalg, math, nn, pool, reduce, resize, tensor  # noqa: F401

@@ -1,4 +1,5 @@
-"""Neural-network ops: normalizations and softmax (convolution and pooling to follow in this module)."""
+"""Neural-network ops: softmax and normalizations (BatchNormalization, LayerNormalization,
+InstanceNormalization, LRN). Convolutions are in conv.py, pooling in pool.py, Pad and Resize in resize.py."""
 from __future__ import annotations
 
 import numpy as np
@@ -70,3 +71,37 @@ def layer_norm(ctx, x, scale, bias=None):
     if ctx.n_outputs == 1:
         return y
     return (y, mu, inv)[:ctx.n_outputs]
+
+
+@converter("InstanceNormalization", since=6)
+def instance_norm(ctx, x, scale, bias):
+    if np.ndim(x) < 3:
+        raise ctx.error(f"InstanceNormalization needs an input of rank 3 or more, got shape {list(np.shape(x))}")
+    eps = ctx.attr("epsilon", 1e-5)
+    ax = tuple(range(2, np.ndim(x)))
+    shape = (-1,) + (1,) * len(ax)
+    mu = np.mean(x, axis=ax, keepdims=True)
+    d = x - mu
+    var = np.mean(d * d, axis=ax, keepdims=True)
+    return d * (np.reshape(scale, shape) / np.sqrt(var + np.asarray(eps, dtype_of(x)))) + np.reshape(bias, shape)
+
+
+@converter("LRN")
+def lrn(ctx, x):
+    size = ctx.attr("size")
+    alpha, beta, bias = ctx.attr("alpha", 1e-4), ctx.attr("beta", 0.75), ctx.attr("bias", 1.0)
+    if np.ndim(x) < 3:
+        raise ctx.error(f"LRN needs an input of rank 3 or more, got shape {list(np.shape(x))}")
+    from .conv import crop_pad
+    C = np.shape(x)[1]
+    lo, hi = (size - 1) // 2, size - 1 - (size - 1) // 2  # channels c - lo .. c + hi
+    sq = crop_pad(x * x, [1], [lo], [hi], 0)
+    s = None
+    for j in range(size):
+        part = sq[:, j:j + C]
+        s = part if s is None else s + part
+    dt = dtype_of(x)
+    base = np.asarray(bias, dt) + np.asarray(alpha / size, dt) * s
+    if beta == 0.75:  # base ** -0.75 = rsqrt(base) * rsqrt(sqrt(base))
+        return x / (np.sqrt(base) * np.sqrt(np.sqrt(base)))
+    return x / np.power(base, np.asarray(beta, dt))
