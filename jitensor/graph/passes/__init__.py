@@ -20,6 +20,7 @@ def optimize(graph: Graph) -> Graph:
     from .cse import cse
     from .fold import fold_constants
     from .simplify import simplify
-    for p in (fold_constants, simplify, fold_constants, cse):
+    from .sink import sink_views
+    for p in (fold_constants, simplify, fold_constants, sink_views, cse):
         graph = p(graph)
     return graph

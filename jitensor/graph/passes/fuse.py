@@ -7,7 +7,8 @@ once). A node is materialized when inlining would repeat real work:
   - graph outputs, and ops that need whole-array loops: reduce, matmul, cumsum;
   - nodes read by several consumers, or stretched by a broadcast, unless they are cheap to
     recompute (a few arithmetic ops over buffers);
-  - operands of matmul that do arithmetic (matmul reads each element many times).
+  - operands of matmul that compute anything, not only view a buffer (the GEMM template reads plain
+    strided loads, and reads each element many times).
 A reduction over trailing axes that feeds a single kernel is *row-local*: it is computed inside
 that kernel's outer loops (per row, while the row is in cache), so softmax and layernorm are one
 kernel that reads each row from memory once and writes the output once.
@@ -120,8 +121,23 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
         if n.op == "matmul":
             for o in n.inputs:
                 if (o.op not in ("input", "const", "matmul") and id(o) not in mat and id(o) not in row_local
-                        and any(ops.kind(m) == "elementwise" for m in _inlined_tree(o, mat))):
+                        and _computes(o, mat)):
                     mat.add(id(o))
+    # elementwise work on a product in its own shape whose kernel would have another shape (the work was
+    # sunk below a layout change, sink.py, or feeds a reduction) gets a buffer: it becomes the product's
+    # epilogue, and its readers read it through their views as they would have read the product
+    for n in order:
+        if n.op != "matmul" or id(n) in outs:
+            continue
+        top, us = n, users.get(id(n), [])
+        while (len({id(u) for u in us}) == 1 and ops.kind(us[0]) == "elementwise" and us[0].shape == n.shape
+               and us[0].dtype == n.dtype and id(us[0]) not in mat):
+            top = us[0]  # the last of a chain of elementwise work in the product's shape (bias, residual, relu)
+            us = users.get(id(top), [])
+        if top is not n and n.dtype.kind == "f":
+            ks = _consumer_kernels(top, users, mat)
+            if ks and all(k.shape != n.shape for k in ks):
+                mat.add(id(top))
     # a matmul read by one elementwise kernel of its own shape and dtype is computed there: the kernel's
     # elementwise work (bias, activation) runs on each finished tile while it is in registers
     epilogue = []
@@ -140,8 +156,7 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
         us = users.get(id(n), [])
         cost = inline_cost(n, mat)
         stretched = any(u.op == "broadcast" and _stretches_outer(n, u) for u in us)
-        to_matmul = any(u.op == "matmul" for u in us) and any(
-            ops.kind(m) == "elementwise" for m in _inlined_tree(n, mat))
+        to_matmul = any(u.op == "matmul" for u in us) and _computes(n, mat)
         shared = len({id(u) for u in us}) > 1 and len({rep.get(id(k), id(k)) for k in _consumer_kernels(n, users, mat)}) > 1
         if to_matmul or (shared and cost > RECOMPUTE_LIMIT) or (stretched and cost > 2):
             mat.add(id(n))
@@ -392,6 +407,17 @@ def _consumer_kernels(n: Node, users, mat) -> list[Node]:
         else:
             stack.extend(users.get(id(u), []))
     return list(out.values())
+
+
+_VIEWS = frozenset({"reshape", "transpose", "slice", "broadcast"})
+
+
+def _computes(n: Node, mat: set) -> bool:
+    """Whether inlining n computes anything (arithmetic, a concatenation's selects, a gather) rather than
+    reading a buffer through views: a matmul operand that does needs a buffer, since the GEMM template reads
+    plain strided loads (an operand inlined into the product's loops leaves it a naive loop nest) and reads
+    each element many times."""
+    return any(m.op not in _VIEWS for m in _inlined_tree(n, mat))
 
 
 def _inlined_tree(n: Node, mat: set):

@@ -12,8 +12,9 @@ Formulation (written as numpy code, so it folds on constants and traces to graph
   the weight viewed as (group, Mg, nk*Cg). Wide outputs (rows of at least ROW_MIN) get one GEMM per output
   row, columns laid out (N, group, OH, nk*Cg, OW), so that every part of the stack is a copy of plain strided
   rows (measured 1.6x faster than flattening OH*OW, whose index division defeats vectorization); narrow
-  outputs flatten the spatial dimensions into the GEMM's columns. Each part is given a buffer (see
-  `materialize`) so the GEMM template reads plain strided operands.
+  outputs flatten the spatial dimensions into the GEMM's columns. The stack is a matmul operand that
+  computes (a concatenation), so fusion gives it a buffer, written part by part, each a plain copy, and
+  the GEMM template reads plain strided operands.
 
 Measured variants for conv 1x64x56x56, 3x3, 64 -> 64, + bias + ReLU (2 threads, machine shared; onnxruntime
 ~2-3 ms): the stack fused into the product's loops 594 ms (no GEMM template); stack materialized as one
@@ -142,17 +143,6 @@ def shifted_slices(x, first_axis, kernel, strides, dil, out, pb, value=0):
 ROW_MIN = 24
 
 
-def materialize(x):
-    """x, given a buffer of its own when it is traced and feeds a matmul: `+ 0.0` is elementwise work the
-    simplifier keeps (-0.0 + 0.0 is 0.0), and the fusion planner gives a buffer to matmul operands that do
-    elementwise work. Otherwise an operand built by concatenation (im2col, padding) or a non-affine reshape
-    is inlined into the product's loops, which then cannot use the GEMM template (it needs plain strided
-    loads); a concatenation with a buffer is written part by part, each a plain copy."""
-    if isinstance(x, np.ndarray) or dtype_of(x).kind != "f":
-        return x
-    return x + np.zeros((), dtype=dtype_of(x))
-
-
 def _reads_shifted(x, limit: int = 256) -> bool:
     """Whether traced x is computed (not yet a buffer) from shifted or strided slices (a depthwise conv's
     output, say) or transposes (a row-layout conv's output moved to NCHW). Flattening its spatial dims for
@@ -194,7 +184,6 @@ def _gemm_conv(x, w, b, *, group, strides, dil, pb, pe, out):
             y = y + np.reshape(b, (group, Mg, 1))
         return np.reshape(y, (N, M) + tuple(out))
     row = ns > 1 and out[-1] >= ROW_MIN
-    copy = nk > 1 or padded or not row
     parts = []
     # strided, few offsets: each part fills its own border (measured faster than a padded copy of the input,
     # which costs a full pass for an output s^2 times smaller); else one padded copy that every part reads
@@ -206,8 +195,6 @@ def _gemm_conv(x, w, b, *, group, strides, dil, pb, pe, out):
         v = np.reshape(sl, (N, group, Cg) + tuple(out))
         if row:
             v = np.moveaxis(v, 2, -2)  # (N, group, *out[:-1], Cg, OW)
-        if copy:
-            v = materialize(v)
         parts.append(v if row else np.reshape(v, (N, group, Cg, P)))
     cols = np.concatenate(parts, axis=-2) if len(parts) > 1 else parts[0]
     if row:
