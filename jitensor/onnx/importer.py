@@ -121,6 +121,8 @@ class OnnxGraph:
 
     def __init__(self, proto, *, sha256: str = "", source: str = "model", opset: int | None = None):
         from onnx import numpy_helper
+        from .optimize import optimize
+        proto = optimize(proto)  # BatchNormalization folded into the Conv before it
         self.proto, self.sha256, self.source = proto, sha256, source
         g = proto.graph
         if opset is None:

@@ -221,3 +221,16 @@ def test_converter_errors_name_the_node():
 def test_lazy_module_attribute():
     assert jitensor.onnx is jo and "compile" in jo.__all__
     assert "Conv" in jo.supported_ops() or "MatMul" in jo.supported_ops()
+
+
+def test_compile_folds_batchnorm_into_conv():
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    stats = [rng.random(4).astype(np.float32) + 0.5 for _ in range(4)]
+    nodes = [helper.make_node("Conv", ["x", "w"], ["c"], pads=[1, 1, 1, 1]),
+             helper.make_node("BatchNormalization", ["c", "s", "b", "m", "v"], ["y"])]
+    m = model(nodes, [("x", F, [1, 3, 8, 8])], [("y", F, [1, 4, 8, 8])],
+              [("w", w)] + list(zip("sbmv", stats)))
+    f = jo.compile(m)
+    assert [ctx.op_type for _, ctx, _, _ in f.graph.nodes] == ["Conv"]
+    x = rng.standard_normal((1, 3, 8, 8)).astype(np.float32)
+    np.testing.assert_allclose(f(x), reference(m, x=x)[0], rtol=1e-4, atol=1e-5)
