@@ -406,14 +406,7 @@ class JitFunction:
             else:
                 outs.append(numpy_api.node_of(v))
         graph = Graph(tuple(inputs), tuple(outs))
-
-        if out_tree == ("leaf", None) and outs[0].ndim > 0:
-            return graph, layouts, _first  # the common case, kept cheap: one array out
-
-        def finish(arrays):
-            vals = [a[()] if a.ndim == 0 else a for a in arrays]
-            return _out_unflatten(out_tree, iter(vals))
-        return graph, layouts, finish
+        return graph, layouts, finisher(out_tree, outs[0].ndim if outs else 0)
 
     # -- introspection
     def cache_info(self) -> CacheInfo:
@@ -423,6 +416,17 @@ class JitFunction:
         with self._lock:
             self._programs.clear()
             self._compiled.clear()
+
+    def _install(self, key, program, finish, seconds: float):
+        """Serve calls of signature `key` with a program loaded from the disk cache by a caller that knew its
+        cache key without tracing (`jitensor.onnx`'s model index); counted as a disk hit."""
+        with self._lock:
+            if key not in self._programs:
+                self._info.misses += 1
+                self._info.disk_hits += 1
+                self._info.signatures.append(_describe(key))
+                self._info.compile_seconds.append(seconds)
+                self._programs[key] = (program, finish)
 
     def _traced(self, args, kwargs):
         """(graph, layouts, argument arrays) of a call with these arguments (the tuner's view of it)."""
@@ -440,6 +444,17 @@ class JitFunction:
 
 def _first(arrays):
     return arrays[0]
+
+
+def finisher(out_tree, first_ndim: int):
+    """The function that turns a program's output arrays into the traced function's return value."""
+    if out_tree == ("leaf", None) and first_ndim > 0:
+        return _first  # the common case, kept cheap: one array out
+
+    def finish(arrays):
+        vals = [a[()] if a.ndim == 0 else a for a in arrays]
+        return _out_unflatten(out_tree, iter(vals))
+    return finish
 
 
 def _out_flatten(x, leaves):

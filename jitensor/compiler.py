@@ -291,10 +291,23 @@ def load_code(disk, key: str, obj: bytes, library: bytes, target, n_kernels: int
     return code
 
 
-def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
+def load_stored(key: str, n_inputs: int, outputs, *, where=None) -> Program | None:
+    """The program stored in the disk cache under `key` (a key a compilation reported), for a function of
+    `n_inputs` inputs whose outputs are [(shape, dtype)]; None when it is not there or does not fit. For
+    callers that know which program they want without tracing (the ONNX frontend's model index)."""
+    from .runtime.diskcache import default_cache
+    from .target import host
+    disk = default_cache()
+    if not disk.enabled or not key:
+        return None
+    return _from_disk(disk, key, None, host(), where, expect=(n_inputs, [(tuple(s), d) for s, d in outputs]))
+
+
+def _from_disk(disk, key, graph: Graph | None, target, where, expect=None) -> Program | None:
     """The program stored under `key`, built from its manifest alone; None on a miss. An entry whose
-    manifest does not describe this graph's program, or whose code does not load, is discarded (the
-    caller recompiles and stores a fresh one); nothing here raises into a call."""
+    manifest does not describe this graph's program (or `expect`: inputs, [(shape, dtype)] of the outputs),
+    or whose code does not load, is discarded (the caller recompiles and stores a fresh one); nothing here
+    raises into a call."""
     entry = disk.load(key)
     if entry is None:
         return None
@@ -302,16 +315,16 @@ def _from_disk(disk, key, graph: Graph, target, where) -> Program | None:
         if "manifest" not in entry.meta:
             raise ManifestError("it has no manifest")
         m, obj, library = unpack(entry.meta["manifest"], entry.payload)
-        if len(m.inputs) != len(graph.inputs):
-            raise ManifestError(f"its manifest has {len(m.inputs)} inputs, the function {len(graph.inputs)}")
-        want = [(tuple(n.shape), n.dtype) for n in graph.outputs]
+        n_in, want = expect if graph is None else (len(graph.inputs), [(tuple(n.shape), n.dtype) for n in graph.outputs])
+        if len(m.inputs) != n_in:
+            raise ManifestError(f"its manifest has {len(m.inputs)} inputs, the function {n_in}")
         if [(shape, dtype) for _, _, shape, dtype in m.outputs] != want:
             raise ManifestError("its manifest's outputs are not the function's")
         if not _schedules_current(m, target):
             disk.remove(key)  # compiled with other schedules than the records now choose: recompile, replace it
             return None
-        return Program(load_code(disk, key, obj, library, target, len(m.kernels)), _resolve_sites(m, graph),
-                       where=where)
+        return Program(load_code(disk, key, obj, library, target, len(m.kernels)),
+                       m if graph is None else _resolve_sites(m, graph), where=where)
     except Exception as e:  # a bad manifest or object code: drop the entry, recompile, never fail the call
         disk.discard(key, f"it does not load ({e})")
         return None

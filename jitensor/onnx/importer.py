@@ -1,7 +1,7 @@
 """Reading an ONNX model into a function of arrays.
 
-`read_model` accepts a path, bytes or a ModelProto, checks it (`onnx.checker`), infers shapes and
-reports every unsupported op and type of the model in one error. `OnnxGraph` holds what a call
+`read_source` takes a path, bytes or a ModelProto; `ModelSource.parse` checks it (`onnx.checker`) and
+infers shapes; `OnnxGraph` reports every unsupported op and type of the model in one error. `OnnxGraph` holds what a call
 needs, decoded once per model: initializers as frozen numpy arrays (hashed once, see
 `ConstValue.of`), the nodes with their converters and decoded attributes, and the input and output
 specs. `OnnxGraph.run(*values)` walks the nodes in order; on traced arrays that is tracing, so an
@@ -35,42 +35,58 @@ class ValueSpec:
         return f"{self.name}: {self.dtype.name if self.dtype is not None else '?'}{dims}"
 
 
-def read_model(model, *, check: bool = True):
-    """A ModelProto from a path, bytes or a ModelProto, checked and with shapes inferred, and the sha256 of
-    its serialized form."""
-    import onnx
-    from google.protobuf.message import DecodeError
-    source = "model"
+class ModelSource:
+    """A model's serialized bytes, their sha256 and a name for messages: what identifies a model, read
+    without importing onnx (a first call served from the disk cache never needs to parse the model)."""
+
+    def __init__(self, data: bytes, source: str, proto=None):
+        self.data, self.source, self._proto = data, source, proto
+        self.sha256 = hashlib.sha256(data).hexdigest()
+
+    def parse(self, check: bool = True):
+        """The ModelProto, checked (`onnx.checker`) and with shapes inferred."""
+        import onnx
+        from google.protobuf.message import DecodeError
+        source, data = self.source, self.data
+        try:
+            proto = onnx.ModelProto()
+            proto.ParseFromString(data)
+        except (DecodeError, ValueError, RuntimeError) as e:
+            raise OnnxError(f"{source} is not a valid ONNX model (truncated or not ONNX): {e}") from None
+        if not proto.graph.node and not proto.graph.output:
+            raise OnnxError(f"{source} is not a valid ONNX model: it has no graph (empty, truncated or not ONNX)")
+        if check:
+            try:
+                onnx.checker.check_model(data)  # (bytes: the checker would serialize a proto again)
+            except Exception as e:  # checker errors are several classes; the first line says what is wrong
+                raise OnnxError(f"{source} fails the ONNX checker: {str(e).strip().splitlines()[0]}") from None
+        try:
+            return onnx.shape_inference.infer_shapes(data)
+        except Exception as e:
+            raise OnnxError(f"{source}: ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from None
+
+
+def read_source(model) -> ModelSource:
+    """A path, bytes or an onnx.ModelProto as a ModelSource (a path is read, nothing is parsed)."""
     if isinstance(model, (str, os.PathLike)):
         source = os.fspath(model)
         try:
             with open(source, "rb") as f:
-                data = f.read()
+                return ModelSource(f.read(), source)
         except OSError as e:
             raise OnnxError(f"cannot read ONNX model {source}: {e.strerror}") from None
-    elif isinstance(model, (bytes, bytearray)):
-        data = bytes(model)
-    elif isinstance(model, onnx.ModelProto):
-        data = model.SerializeToString()
-    else:
-        raise OnnxError(f"expected a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
-    try:
-        proto = onnx.ModelProto()
-        proto.ParseFromString(data)
-    except (DecodeError, ValueError, RuntimeError) as e:
-        raise OnnxError(f"{source} is not a valid ONNX model (truncated or not ONNX): {e}") from None
-    if not proto.graph.node and not proto.graph.output:
-        raise OnnxError(f"{source} is not a valid ONNX model: it has no graph (empty, truncated or not ONNX)")
-    if check:
-        try:
-            onnx.checker.check_model(proto)
-        except Exception as e:  # checker errors are several classes; the first line says what is wrong
-            raise OnnxError(f"{source} fails the ONNX checker: {str(e).strip().splitlines()[0]}") from None
-    try:
-        proto = onnx.shape_inference.infer_shapes(proto)
-    except Exception as e:
-        raise OnnxError(f"{source}: ONNX shape inference failed: {str(e).strip().splitlines()[0]}") from None
-    return proto, hashlib.sha256(data).hexdigest(), source
+    if isinstance(model, (bytes, bytearray)):
+        return ModelSource(bytes(model), "model")
+    if type(model).__name__ == "ModelProto" and hasattr(model, "SerializeToString"):
+        return ModelSource(model.SerializeToString(), "model")
+    raise OnnxError(f"expected a path, bytes or an onnx.ModelProto, got {type(model).__name__}")
+
+
+def read_model(model, *, check: bool = True):
+    """A ModelProto from a path, bytes or a ModelProto, checked and with shapes inferred, the sha256 of its
+    serialized form, and its name for messages."""
+    src = read_source(model)
+    return src.parse(check), src.sha256, src.source
 
 
 def _np_dtype(elem_type: int):

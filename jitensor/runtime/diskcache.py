@@ -888,7 +888,8 @@ class DiskCache:
         except OSError:
             names = []
         for name in names:
-            if _SIDE_RE.match(name) or (name.endswith(RECORD_SUFFIX) and _KEY_RE.match(name[:-len(RECORD_SUFFIX)])):
+            if _SIDE_RE.match(name) or (name.endswith(RECORD_SUFFIX) and _KEY_RE.match(name[:-len(RECORD_SUFFIX)])) \
+                    or (name.startswith("onnx-") and name.endswith(".json")):  # ONNX model indexes (onnx/index.py)
                 try:
                     os.unlink(os.path.join(self.path, name))
                 except OSError:
