@@ -20,7 +20,7 @@ For every workload:
 2. Correctness: jitensor's output against onnxruntime's on the same inputs (standard normal),
    `np.allclose(rtol=1e-3, atol=1e-4)`, and the largest absolute error.
 3. Steady-state latency: jitensor and onnxruntime (CPU provider, intra_op_num_threads=2, inter_op 1,
-   sequential execution) timed interleaved in this process (`harness.bench`), median and min; the ratio
+   sequential execution, idle threads sleeping rather than spinning) timed interleaved in this process (`harness.bench`), median and min; the ratio
    is the latency t_jitensor / t_onnxruntime (< 1: jitensor faster).
 
 A model jitensor cannot compile (an unsupported op, a converter error...) is reported as ERROR with the
@@ -385,7 +385,9 @@ def main(argv=None):
 
     if not args.no_write:
         extra = {"onnxruntime session": f"CPUExecutionProvider, intra_op_num_threads={ORT_THREADS}, "
-                                        "inter_op_num_threads=1, sequential execution",
+                                        "inter_op_num_threads=1, sequential execution, idle threads sleep "
+                                        "(allow_spinning=0: spinning ones take the cores from the peer run "
+                                        "next to them)",
                  "run": f"{'quick' if args.quick else 'full'}, workloads {','.join(keys)}, up to {reps} interleaved "
                         f"rounds per model, {runs} cold + disk compile pair{'s' * (runs > 1)}, {total:.0f} s"}
         parts = [f"## ONNX models: jitensor vs onnxruntime (`bench_onnx.py`{' --quick' if args.quick else ''})", "",

@@ -264,13 +264,18 @@ def example_inputs(model, seed: int = 1) -> dict:
     return out
 
 
-def ort_session(model, threads: int = 2):
-    """An onnxruntime CPU session: intra_op_num_threads=threads, inter_op 1, sequential execution."""
+def ort_session(model, threads: int = 2, spin: bool = False):
+    """An onnxruntime CPU session: intra_op_num_threads=threads, inter_op 1, sequential execution, and its
+    worker threads sleeping when idle unless `spin`: by default they spin for a while after each run, which
+    on this 2-core machine takes the cores from whatever runs next (measured: MobileNetV2 in jitensor
+    13-16 ms alone, 25 ms interleaved with a spinning session), and costs onnxruntime itself ~0-10%."""
     import onnxruntime as ort
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    if not spin:
+        so.add_session_config_entry("session.intra_op.allow_spinning", "0")
     so.log_severity_level = 3
     data = model if isinstance(model, (bytes, str)) else model.SerializeToString()
     return ort.InferenceSession(data, sess_options=so, providers=["CPUExecutionProvider"])

@@ -4,8 +4,9 @@
 signature (dtype, shape and strides of each input), the disk-cache key of the program compiled for it.
 A fresh process's first call of a model compiled before then loads that program directly: it does not
 import onnx (~1.5 s with its dependencies), parse, check or shape-infer the model, nor trace and hash
-its weights. The program entry itself is checked as on any disk hit (its key covers jitensor's
-version, the compiler and the target; stale schedules are recompiled); a missing or unreadable index
+its weights. The index records the compiler build, toolchain and target it was made under and is
+ignored under others; the program entry itself is checked as on any disk hit (stale schedules are
+recompiled); a missing or unreadable index
 or entry falls back to parsing and compiling. Writes go through a temporary file and a rename, so a
 reader never sees half a file; two processes adding signatures at once may lose one (it is re-added
 on its next compile).
@@ -22,6 +23,17 @@ from .. import __version__
 
 FORMAT = 1
 PREFIX = "onnx-"
+
+
+def _build() -> dict:
+    """What a program key was made under besides the model: the compiler's build, the toolchain and the
+    target (the program keys cover them too; an index made under others names programs this process would
+    not have compiled, so it is ignored)."""
+    from ..compiler import compiler_fingerprint
+    from ..target import host, toolchain
+    tools = toolchain()
+    return {"compiler": compiler_fingerprint(), "llvm": str(tools["llvm"]), "llvmlite": str(tools["llvmlite"]),
+            "target": str(host().key())}
 
 
 def signature(arrays) -> str:
@@ -50,7 +62,7 @@ class ModelIndex:
         except (OSError, ValueError):
             return None
         if not isinstance(d, dict) or d.get("format") != FORMAT or d.get("version") != __version__ \
-                or not isinstance(d.get("programs"), dict):
+                or not isinstance(d.get("programs"), dict) or d.get("build") != _build():
             return None
         return d
 
@@ -82,7 +94,8 @@ class ModelIndex:
         def spec(s):
             return [s.name, None if s.dtype is None else s.dtype.str, None if s.shape is None else list(s.shape)]
         fresh = self._read()
-        d = fresh if fresh is not None else {"format": FORMAT, "version": __version__, "programs": {}}
+        d = fresh if fresh is not None else {"format": FORMAT, "version": __version__, "build": _build(),
+                                             "programs": {}}
         d.update(name=name, inputs=[spec(s) for s in inputs], outputs=[spec(s) for s in outputs])
         d["programs"][sig] = [key, [[list(shape), np.dtype(dt).str] for shape, dt in out_types]]
         tmp = f"{self.path}.{os.getpid()}.tmp"

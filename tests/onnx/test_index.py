@@ -87,3 +87,15 @@ def test_fresh_process_does_not_import_onnx(tmp_path):
     s1, imported1, _ = first.stdout.split()
     s2, imported2, hits = second.stdout.split()
     assert s1 == s2 and imported1 == "True" and imported2 == "False" and hits == "1"
+
+
+def test_index_of_another_build_is_ignored(monkeypatch):
+    data = two_output_model(6)
+    x = rng.standard_normal((2, 6)).astype(np.float32)
+    want = jo.compile(data)(x)[0]
+    import jitensor.compiler
+    monkeypatch.setattr(jitensor.compiler, "compiler_fingerprint", lambda: "another-build")
+    f = jo.compile(data)  # the index names programs of another compiler build: decoded and compiled again
+    assert f._graph is not None
+    np.testing.assert_array_equal(f(x)[0], want)
+    assert f.cache_info().disk_hits == 0

@@ -122,6 +122,11 @@ def plan_fusion(graph: Graph, force: frozenset = frozenset()) -> FusionPlan:
             for o in n.inputs:
                 if (o.op not in ("input", "const", "matmul") and id(o) not in mat and id(o) not in row_local
                         and _computes(o, mat)):
+                    # below its reshapes: the kernel then loops over the value's own shape (a conv's NCHW,
+                    # not H*W flattened, whose index division defeats vectorization), and the product reads
+                    # the contiguous buffer through the reshape, which stays affine
+                    while o.op == "reshape" and o.inputs[0].op not in ("input", "const") and id(o.inputs[0]) not in mat:
+                        o = o.inputs[0]
                     mat.add(id(o))
     # elementwise work on a product in its own shape whose kernel would have another shape (the work was
     # sunk below a layout change, sink.py, or feeds a reduction) gets a buffer: it becomes the product's
@@ -413,11 +418,61 @@ _VIEWS = frozenset({"reshape", "transpose", "slice", "broadcast"})
 
 
 def _computes(n: Node, mat: set) -> bool:
-    """Whether inlining n computes anything (arithmetic, a concatenation's selects, a gather) rather than
-    reading a buffer through views: a matmul operand that does needs a buffer, since the GEMM template reads
-    plain strided loads (an operand inlined into the product's loops leaves it a naive loop nest) and reads
-    each element many times."""
-    return any(m.op not in _VIEWS for m in _inlined_tree(n, mat))
+    """Whether inlining n computes anything (arithmetic, a concatenation's selects, a gather) or reads a buffer
+    through views that are not one strided access (a reshape of a transpose): a matmul operand that does needs
+    a buffer, since the GEMM template reads plain strided loads (an operand inlined into the product's loops
+    leaves it a naive loop nest) and reads each element many times."""
+    return any(m.op not in _VIEWS for m in _inlined_tree(n, mat)) or _view_strides(n, mat) is None
+
+
+def _view_strides(n: Node, mat: set):
+    """The element strides of a chain of views over a buffer (assumed C-contiguous), or None when a reshape in
+    it cannot be done without a copy (numpy's rule)."""
+    if id(n) in mat or n.op in ("input", "const"):
+        out, acc = [], 1
+        for d in reversed(n.shape):
+            out.append(acc)
+            acc *= d
+        return out[::-1]
+    below = _view_strides(n.inputs[0], mat) if n.op in _VIEWS else None
+    if below is None:
+        return None
+    src = n.inputs[0].shape
+    if n.op == "transpose":
+        return [below[p] for p in n.attr("perm")]
+    if n.op == "slice":
+        return [s * k for s, k in zip(below, n.attr("steps"))]
+    if n.op == "broadcast":
+        lead = len(n.shape) - len(src)
+        return [0] * lead + [0 if d == 1 and e != 1 else s for d, e, s in zip(src, n.shape[lead:], below)]
+    return _reshape_strides(src, below, n.shape)
+
+
+def _reshape_strides(shape, strides, new):
+    """numpy's no-copy reshape: the strides of `new` over an array of (shape, strides), or None."""
+    if 0 in shape:
+        return [0] * len(new)
+    old = [(d, s) for d, s in zip(shape, strides) if d != 1]
+    od, ost = [d for d, _ in old], [s for _, s in old]
+    out = [0] * len(new)
+    oi, oj, ni, nj = 0, 1, 0, 1
+    while ni < len(new) and oi < len(od):
+        np_, op = new[ni], od[oi]
+        while np_ != op:
+            if np_ < op:
+                np_ *= new[nj]
+                nj += 1
+            else:
+                op *= od[oj]
+                oj += 1
+        if any(ost[k] != od[k + 1] * ost[k + 1] for k in range(oi, oj - 1)):
+            return None
+        out[nj - 1] = ost[oj - 1]
+        for k in range(nj - 1, ni, -1):
+            out[k - 1] = out[k] * new[k]
+        ni, oi = nj, oj
+        nj, oj = nj + 1, oj + 1
+    return out
 
 
 def _inlined_tree(n: Node, mat: set):

@@ -74,6 +74,7 @@ def sink_views(graph: Graph) -> Graph:
     for n in graph.toposort():
         ins = tuple(new[id(i)] for i in n.inputs)
         m = n if all(a is b for a, b in zip(ins, n.inputs)) else Node(n.op, ins, n.attrs, n.type, n.where)
+        n_users[id(m)] = n_users.get(id(n), 0)  # a rebuilt node has its original's readers
         if ops.kind(n) == "elementwise":
             for k, v in enumerate(ins):
                 found = _chain(v, n_users, sunk)

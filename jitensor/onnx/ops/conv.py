@@ -4,8 +4,7 @@ Formulation (written as numpy code, so it folds on constants and traces to graph
 
 - a 1x1 convolution with stride 1 and no padding is one matmul of the weight (group, Mg, Cg) with the
   input viewed as (N, group, Cg, H*W): no copy; the bias is added in the product's shape. When the input
-  is a fused expression over shifted slices or a row-layout conv's output, it takes the row layout below
-  instead (see `_reads_shifted`);
+  is a row-layout conv's output, it takes the row layout below instead (see `_row_layout_input`);
 - a depthwise convolution (one input channel per group) is a sum over kernel offsets of shifted
   (strided) slices of the padded input times per-channel weights: elementwise, fused into one kernel;
 - any other convolution is im2col + GEMM: the kernel offsets' strided slices, stacked offset-major, times
@@ -143,22 +142,19 @@ def shifted_slices(x, first_axis, kernel, strides, dil, out, pb, value=0):
 ROW_MIN = 24
 
 
-def _reads_shifted(x, limit: int = 256) -> bool:
-    """Whether traced x is computed (not yet a buffer) from shifted or strided slices (a depthwise conv's
-    output, say) or transposes (a row-layout conv's output moved to NCHW). Flattening its spatial dims for
-    a 1x1 conv's GEMM would then make the kernel that computes it index (h, w) by division and remainder of
-    h*W + w, which defeats vectorization; a row layout keeps w the innermost, contiguous loop (and after a
-    row-layout conv, the two moves cancel). (A look at the traced graph: ops that become buffers end it.)"""
+def _row_layout_input(x, limit: int = 256) -> bool:
+    """Whether traced x is a row-layout conv's output moved to NCHW (a transpose over a matmul, perhaps
+    under its bias, activation and residual work): a 1x1 conv reading it then takes the row layout too, so
+    that the two moves cancel instead of costing a copy; any other input (a depthwise conv's fused output,
+    say) is read flat, one GEMM over H*W columns, its producer writing NCHW."""
     node = getattr(x, "node", None)
-    if node is None:
-        return False
-    stack, seen = [node], set()
+    stack, seen = [node] if node is not None else [], set()
     while stack and len(seen) < limit:
         n = stack.pop()
-        if id(n) in seen or n.op in ("input", "const", "matmul", "reduce", "cumsum"):
+        if id(n) in seen or n.op in ("input", "const", "matmul", "reduce", "cumsum", "slice", "concat", "gather"):
             continue
         seen.add(id(n))
-        if n.op in ("slice", "concat", "gather", "transpose"):
+        if n.op == "transpose":
             return True
         stack.extend(n.inputs)
     return False
@@ -178,7 +174,7 @@ def _gemm_conv(x, w, b, *, group, strides, dil, pb, pe, out):
     wm = np.reshape(np.swapaxes(np.reshape(w, (group, Mg, Cg, nk)), 2, 3), (group, Mg, nk * Cg))
     # 1x1: the input is already the columns (unless it is a fused expression over shifted slices, below)
     if nk == 1 and not padded and all(s == 1 for s in strides) and not (
-            ns > 1 and out[-1] >= ROW_MIN and _reads_shifted(x)):
+            ns > 1 and out[-1] >= ROW_MIN and _row_layout_input(x)):
         y = np.matmul(wm, np.reshape(x, (N, group, Cg, P)))
         if b is not None:  # in the product's own shape: the GEMM's epilogue
             y = y + np.reshape(b, (group, Mg, 1))
